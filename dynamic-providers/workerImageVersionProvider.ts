@@ -1,0 +1,88 @@
+// Points the worker at a new image tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in
+// .dev.vars (which the worker reads at start), plus publish-image-version on
+// workers that have it. Destroy leaves .dev.vars as it is: the file is the
+// developer's, and the tag it names stays valid in the registry.
+import * as pulumi from "@pulumi/pulumi";
+import { parseDevVars, updateDevVars } from "../lib/devVars";
+import * as platform from "./platformClient";
+
+export interface WorkerImageVersionInputs {
+    devVarsPath: string;
+    imageTag: string;
+    imageDigest?: string;
+    openclawVersion: string;
+    /** What the Dockerfile pins (absent for a prebuilt image); carried for the policy pack. */
+    openclawPin?: string;
+    registryServer: string;
+    registryApp: string;
+    workerRegistryApp: string;
+    workerUrl: string;
+    internalApiKey: string;
+    /** Call publish-image-version (404 from older workers is fine). */
+    publish: boolean;
+    workerSettings: Record<string, string>;
+    envLocalKeys: string[];
+}
+
+export interface WorkerImageVersionOutputs extends WorkerImageVersionInputs {
+    previousImageTag: string | null;
+    published: "published" | "unsupported" | "skipped";
+}
+
+const REPLACE_ON = ["devVarsPath", "imageTag", "openclawVersion", "imageDigest"] as const;
+
+async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersionOutputs> {
+    // Required inside the method: a captured fs module does not serialize.
+    const fs: typeof import("node:fs") = require("node:fs");
+    if (!fs.existsSync(inputs.devVarsPath)) {
+        throw new Error(`${inputs.devVarsPath} does not exist: copy .dev.vars.example to .dev.vars in cloud/kiloclaw (or fix kiloclaw:kiloclawDir).`);
+    }
+    const text = fs.readFileSync(inputs.devVarsPath, "utf8");
+    const previousImageTag = parseDevVars(text).FLY_IMAGE_TAG ?? null;
+    const updated = updateDevVars(text, { FLY_IMAGE_TAG: inputs.imageTag, OPENCLAW_VERSION: inputs.openclawVersion });
+    if (updated !== text) {
+        // Write beside and rename, so the worker never reads half a file.
+        const tmp = `${inputs.devVarsPath}.kiloclaw-rollout.tmp`;
+        fs.writeFileSync(tmp, updated, { mode: fs.statSync(inputs.devVarsPath).mode });
+        fs.renameSync(tmp, inputs.devVarsPath);
+    }
+    let published: WorkerImageVersionOutputs["published"] = "skipped";
+    if (inputs.publish) {
+        published = await platform.publishImageVersion(
+            { baseUrl: inputs.workerUrl, internalApiKey: inputs.internalApiKey },
+            { openclawVersion: inputs.openclawVersion, imageTag: inputs.imageTag, ...(inputs.imageDigest ? { imageDigest: inputs.imageDigest } : {}) },
+        );
+    }
+    return { ...inputs, previousImageTag, published };
+}
+
+export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider = {
+    async diff(_id: string, olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.DiffResult> {
+        const replaces = REPLACE_ON.filter((k) => (olds[k] ?? null) !== (news[k] ?? null));
+        const changed = (Object.keys(news) as Array<keyof WorkerImageVersionInputs>).some(
+            (k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null),
+        );
+        return { changes: changed || replaces.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
+    },
+
+    async create(inputs: WorkerImageVersionInputs): Promise<pulumi.dynamic.CreateResult> {
+        const outs = await apply(inputs);
+        return { id: `${inputs.imageTag}`, outs };
+    },
+
+    async read(id: string, props: WorkerImageVersionOutputs): Promise<pulumi.dynamic.ReadResult> {
+        const fs: typeof import("node:fs") = require("node:fs");
+        if (!fs.existsSync(props.devVarsPath)) return { id, props: { ...props, imageTag: "", openclawVersion: "" } };
+        // Report what the file says now, so a hand edit (or push-dev.sh) shows up as drift.
+        const vars = parseDevVars(fs.readFileSync(props.devVarsPath, "utf8"));
+        return { id, props: { ...props, imageTag: vars.FLY_IMAGE_TAG ?? "", openclawVersion: vars.OPENCLAW_VERSION ?? "" } };
+    },
+
+    async update(_id: string, _olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.UpdateResult> {
+        return { outs: await apply(news) };
+    },
+
+    async delete(): Promise<void> {
+        // Deliberately leaves .dev.vars alone (see the file comment).
+    },
+};

@@ -1,0 +1,164 @@
+// The developer's instance, managed only through the worker's platform API:
+// provision (and start on older workers), wait for `running`, check the worker
+// really uses our tag; destroy through the worker and wait until it is gone.
+import * as pulumi from "@pulumi/pulumi";
+import { errorText, sleep } from "./http";
+import * as platform from "./platformClient";
+
+export interface WorkerInstanceInputs {
+    workerUrl: string;
+    userId: string;
+    imageTag: string;
+    openclawVersion: string;
+    region: string;
+    kilocodeApiKey: string;
+    internalApiKey: string;
+    expectedFlyAppName: string;
+    /** Deadline for provision → running, and for destroy → gone. */
+    timeoutSeconds: number;
+    /** Pause between status reads. */
+    pollMs?: number;
+}
+
+export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
+    status: string | null;
+    sandboxId: string | null;
+    flyAppName: string | null;
+    flyMachineId: string | null;
+    flyVolumeId: string | null;
+    flyRegion: string | null;
+    trackedImageTag: string | null;
+    runningOpenclawVersion: string | null;
+    gatewayToken: string | null;
+}
+
+const REPLACE_ON = ["workerUrl", "userId", "imageTag", "openclawVersion", "region"] as const;
+
+function api(props: { workerUrl: string; internalApiKey: string }): platform.WorkerApi {
+    return { baseUrl: props.workerUrl, internalApiKey: props.internalApiKey };
+}
+
+/** Destroys the user's instance through the worker and waits until its status reads null. */
+async function destroyAndWait(props: WorkerInstanceInputs): Promise<void> {
+    const deadline = Date.now() + props.timeoutSeconds * 1000;
+    const outcome = await platform.destroyInstance(api(props), props.userId);
+    if (outcome === "absent") return;
+    for (;;) {
+        const s = await platform.getStatus(api(props), props.userId);
+        if (s.status === null) return;
+        if (Date.now() >= deadline) {
+            throw new Error(
+                `The instance of ${props.userId} is still "${s.status}" ${props.timeoutSeconds}s after destroy. The worker retries failed ` +
+                    "deletes every minute: check its log, then run `pulumi destroy` (or `pulumi up`) again.",
+            );
+        }
+        await sleep(props.pollMs ?? 1000);
+    }
+}
+
+/** A Fly timeout during the worker's own 60 s wait: the pull goes on, so wait instead of re-provisioning. */
+function isFirstPullTimeout(res: { status: number; body: unknown }): boolean {
+    return res.status === 500 && /408|deadline_exceeded|waitForState/i.test(errorText(res.body));
+}
+
+async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.InstanceStatus> {
+    const deadline = Date.now() + inputs.timeoutSeconds * 1000;
+    // One instance per user: an existing one runs an old image and must go first.
+    const existing = await platform.getStatus(api(inputs), inputs.userId);
+    if (existing.status !== null) await destroyAndWait(inputs);
+
+    let res = await platform.provision(api(inputs), { userId: inputs.userId, kilocodeApiKey: inputs.kilocodeApiKey, region: inputs.region });
+    if (res.status === 409) {
+        // The Cloud app still records an instance: remove it through the worker and try once more.
+        await destroyAndWait(inputs);
+        res = await platform.provision(api(inputs), { userId: inputs.userId, kilocodeApiKey: inputs.kilocodeApiKey, region: inputs.region });
+        if (res.status === 409) {
+            throw new Error(
+                `Provisioning ${inputs.userId} answered 409 "${errorText(res.body)}" even after destroying through the worker. ` +
+                    "Destroy the instance from the Cloud UI (localhost:3000/claw), then run `pulumi up` again.",
+            );
+        }
+    }
+    if (res.status !== 201 && res.status !== 200 && !isFirstPullTimeout(res)) {
+        throw platform.workerError(`Provisioning the instance of ${inputs.userId}`, res);
+    }
+
+    for (;;) {
+        const s = await platform.getStatus(api(inputs), inputs.userId);
+        if (s.status === "running") return s;
+        if (Date.now() >= deadline) {
+            throw new Error(
+                `The instance of ${inputs.userId} is "${s.status}" after ${inputs.timeoutSeconds}s, not "running". If Fly is still pulling ` +
+                    `the image (408 on first pull), wait and run \`pulumi up\` again — do not destroy it; check ` +
+                    `\`fly machines list --app ${s.flyAppName ?? inputs.expectedFlyAppName}\` ("replacing" = still pulling).`,
+            );
+        }
+        if (s.status === "provisioned" || s.status === "stopped") {
+            // Older workers do not auto-start; after a 408 the worker also needs a second start.
+            const started = await platform.startInstance(api(inputs), inputs.userId);
+            if (started.status !== 200 && !isFirstPullTimeout(started)) throw platform.workerError(`Starting the instance of ${inputs.userId}`, started);
+        }
+        await sleep(inputs.pollMs ?? 1000);
+    }
+}
+
+function outputsFrom(inputs: WorkerInstanceInputs, s: platform.InstanceStatus, gatewayToken: string | null): WorkerInstanceOutputs {
+    return {
+        ...inputs,
+        status: s.status,
+        sandboxId: s.sandboxId,
+        flyAppName: s.flyAppName,
+        flyMachineId: s.flyMachineId,
+        flyVolumeId: s.flyVolumeId,
+        flyRegion: s.flyRegion,
+        trackedImageTag: s.trackedImageTag,
+        runningOpenclawVersion: s.openclawVersion,
+        gatewayToken,
+    };
+}
+
+export const workerInstanceProvider: pulumi.dynamic.ResourceProvider = {
+    async diff(_id: string, olds: WorkerInstanceOutputs, news: WorkerInstanceInputs): Promise<pulumi.dynamic.DiffResult> {
+        const replaces: string[] = REPLACE_ON.filter((k) => olds[k] !== news[k]);
+        // Refresh found the instance on another tag (or not running): re-provision it.
+        if (olds.trackedImageTag && olds.trackedImageTag !== news.imageTag && !replaces.includes("imageTag")) replaces.push("imageTag");
+        if (olds.status !== "running" && !replaces.includes("status")) replaces.push("status");
+        const changes =
+            replaces.length > 0 ||
+            (Object.keys(news) as Array<keyof WorkerInstanceInputs>).some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null));
+        return { changes, replaces, deleteBeforeReplace: true };
+    },
+
+    async create(inputs: WorkerInstanceInputs): Promise<pulumi.dynamic.CreateResult> {
+        const s = await provisionAndWait(inputs);
+        if (s.trackedImageTag !== inputs.imageTag) {
+            // Leave nothing half-rolled-out behind: the instance runs the wrong image.
+            await destroyAndWait(inputs);
+            throw new Error(
+                `The worker provisioned ${inputs.userId} with image tag "${s.trackedImageTag}", not "${inputs.imageTag}": it has not picked up ` +
+                    "FLY_IMAGE_TAG from .dev.vars (wrangler dev reads it only at start). Restart the worker (`cd cloud/kiloclaw && pnpm start`), " +
+                    "then run `pulumi up` again. The mismatched instance was destroyed through the worker.",
+            );
+        }
+        const gatewayToken = (await platform.getGatewayToken(api(inputs), inputs.userId)) ?? null;
+        return { id: s.sandboxId ?? inputs.userId, outs: outputsFrom(inputs, s, gatewayToken) };
+    },
+
+    async read(id: string, props: WorkerInstanceOutputs): Promise<pulumi.dynamic.ReadResult> {
+        const s = await platform.getStatus(api(props), props.userId);
+        // A null status means the instance is gone: an empty id drops it from the state.
+        if (s.status === null) return { id: "", props: {} };
+        return { id, props: outputsFrom(props, s, props.gatewayToken) };
+    },
+
+    async update(_id: string, olds: WorkerInstanceOutputs, news: WorkerInstanceInputs): Promise<pulumi.dynamic.UpdateResult> {
+        // Keys or deadlines changed: nothing to do on the worker beyond re-reading it.
+        const s = await platform.getStatus(api(news), news.userId);
+        const gatewayToken = (await platform.getGatewayToken(api(news), news.userId)) ?? olds.gatewayToken;
+        return { outs: outputsFrom(news, s, gatewayToken) };
+    },
+
+    async delete(_id: string, props: WorkerInstanceOutputs): Promise<void> {
+        await destroyAndWait(props);
+    },
+};

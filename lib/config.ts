@@ -1,0 +1,226 @@
+// The stack's settings, read once and checked together, so a developer sees
+// every missing or wrong key in one message with the command that fixes it.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { parseDevVars } from "./devVars";
+import { decodeInstanceId, devFlyAppName } from "./identity";
+import { parseOpenclawPin } from "./openclawPin";
+
+/** .dev.vars keys the policy pack may see (never secrets). */
+export const WORKER_SETTING_KEYS = ["WORKER_ENV", "DEV_MODE", "KILOCODE_API_BASE_URL", "OPENCLAW_ALLOWED_ORIGINS"] as const;
+
+/** Plain (non-secret) settings as they come from `pulumi config`. */
+export interface RawSettings {
+    kiloclawDir?: string;
+    dockerfile?: string;
+    userId?: string;
+    instanceId?: string;
+    workerUrl?: string;
+    registryServer?: string;
+    registryApp?: string;
+    flyApiUrl?: string;
+    region?: string;
+    validate?: boolean;
+    warm?: boolean;
+    publishImageVersion?: boolean;
+    imageRef?: string;
+    openclawVersion?: string;
+    warmTimeoutSeconds?: number;
+    instanceTimeoutSeconds?: number;
+    smokeStartupSeconds?: number;
+    smokeGatewaySeconds?: number;
+}
+
+/** What the program needs, with every default applied; secrets are handled separately. */
+export interface RolloutSettings {
+    kiloclawDir: string;
+    devVarsPath: string;
+    devVars: Record<string, string>;
+    envLocalKeys: string[];
+    userId: string;
+    flyAppName: string;
+    workerUrl: string;
+    registryServer: string;
+    registryApp: string;
+    /** The app the worker pulls from: FLY_REGISTRY_APP ?? FLY_APP_NAME ?? "kiloclaw-machines", as the worker computes it. */
+    workerRegistryApp: string;
+    flyApiUrl: string;
+    region: string;
+    validate: boolean;
+    warm: boolean;
+    publishImageVersion: boolean;
+    openclawVersion: string;
+    /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
+    openclawPin?: string;
+    /** Build mode: the context to build. */
+    build?: { context: string; dockerfile: string };
+    /** Prebuilt mode: the image to roll out and its tag. */
+    prebuilt?: { imageRef: string; imageTag: string };
+    workerSettings: Record<string, string>;
+    warmTimeoutSeconds: number;
+    instanceTimeoutSeconds: number;
+    smokeStartupSeconds: number;
+    smokeGatewaySeconds: number;
+}
+
+export type ReadFile = (file: string) => string | undefined;
+
+export const readFileIfExists: ReadFile = (file) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined);
+
+function positive(name: string, value: number | undefined, fallback: number, problems: string[]): number {
+    if (value === undefined) return fallback;
+    if (!Number.isFinite(value) || value <= 0) problems.push(`kiloclaw:${name} must be a positive number of seconds (got ${value}).`);
+    return value;
+}
+
+/** Resolves settings from config and the checkout's files; throws one error listing every problem. */
+export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileIfExists): RolloutSettings {
+    const problems: string[] = [];
+    if (!raw.kiloclawDir) problems.push("kiloclaw:kiloclawDir is not set: `pulumi config set kiloclaw:kiloclawDir /path/to/cloud/kiloclaw`.");
+    const kiloclawDir = path.resolve(raw.kiloclawDir ?? ".");
+    const devVarsPath = path.join(kiloclawDir, ".dev.vars");
+    const devVarsText = raw.kiloclawDir ? readFile(devVarsPath) : "";
+    if (raw.kiloclawDir && devVarsText === undefined) {
+        problems.push(`${devVarsPath} does not exist: copy .dev.vars.example to .dev.vars in ${kiloclawDir} (the worker reads it too).`);
+    }
+    const devVars = parseDevVars(devVarsText ?? "");
+    // The Cloud app's .env.development.local sits one level above kiloclaw/.
+    const envLocalKeys = Object.keys(parseDevVars(readFile(path.join(kiloclawDir, "..", ".env.development.local")) ?? "")).sort();
+
+    let userId = raw.userId ?? "";
+    if (raw.userId && raw.instanceId) problems.push("Set only one of kiloclaw:userId and kiloclaw:instanceId (`pulumi config rm` the other).");
+    else if (raw.instanceId) {
+        try {
+            userId = decodeInstanceId(raw.instanceId);
+        } catch (err) {
+            problems.push(`kiloclaw:instanceId: ${(err as Error).message}`);
+        }
+    } else if (!raw.userId) {
+        problems.push(
+            "Who is rolling out? `pulumi config set kiloclaw:userId <your userId>`, or `pulumi config set kiloclaw:instanceId <Instance ID from localhost:3000/claw>`.",
+        );
+    }
+
+    const dockerfile = raw.dockerfile ?? "Dockerfile";
+    const dockerfilePath = path.join(kiloclawDir, dockerfile);
+    let openclawPin: string | undefined;
+    let build: RolloutSettings["build"];
+    let prebuilt: RolloutSettings["prebuilt"];
+    const dockerfileText = raw.kiloclawDir ? readFile(dockerfilePath) : undefined;
+    if (raw.imageRef) {
+        const m = /^(.+\/[^/:]+):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$/.exec(raw.imageRef);
+        if (!m) problems.push(`kiloclaw:imageRef "${raw.imageRef}" is not <registry>/<app>:<tag>, e.g. registry.fly.io/kiloclaw-dev:dev-1771448521.`);
+        else prebuilt = { imageRef: raw.imageRef, imageTag: m[2] };
+    } else if (raw.kiloclawDir) {
+        if (dockerfileText === undefined) problems.push(`${dockerfilePath} does not exist: check kiloclaw:kiloclawDir (and kiloclaw:dockerfile).`);
+        else build = { context: kiloclawDir, dockerfile };
+    }
+    if (dockerfileText !== undefined && (build || !raw.openclawVersion)) {
+        try {
+            openclawPin = parseOpenclawPin(dockerfileText, dockerfilePath).version;
+        } catch (err) {
+            problems.push((err as Error).message);
+        }
+    }
+    const openclawVersion = raw.openclawVersion ?? openclawPin ?? "";
+    if (prebuilt && !openclawVersion && dockerfileText === undefined) {
+        problems.push("kiloclaw:imageRef needs the image's openclaw version: `pulumi config set kiloclaw:openclawVersion x.y.z`.");
+    }
+    if (raw.openclawVersion && !/^\d+\.\d+\.\d+$/.test(raw.openclawVersion)) {
+        problems.push(`kiloclaw:openclawVersion "${raw.openclawVersion}" is not an exact x.y.z version.`);
+    }
+
+    const workerRegistryApp = devVars.FLY_REGISTRY_APP || devVars.FLY_APP_NAME || "kiloclaw-machines";
+    const registryApp = raw.registryApp ?? (devVars.FLY_REGISTRY_APP || devVars.FLY_APP_NAME || "kiloclaw-dev");
+    const workerSettings: Record<string, string> = {};
+    for (const key of WORKER_SETTING_KEYS) if (devVars[key] !== undefined) workerSettings[key] = devVars[key];
+
+    const settings: RolloutSettings = {
+        kiloclawDir,
+        devVarsPath,
+        devVars,
+        envLocalKeys,
+        userId,
+        flyAppName: userId ? devFlyAppName(userId) : "",
+        workerUrl: (raw.workerUrl ?? "http://localhost:8795").replace(/\/+$/, ""),
+        registryServer: raw.registryServer ?? "registry.fly.io",
+        registryApp,
+        workerRegistryApp,
+        flyApiUrl: (raw.flyApiUrl ?? "https://api.machines.dev").replace(/\/+$/, ""),
+        region: raw.region ?? "iad",
+        validate: raw.validate ?? true,
+        warm: raw.warm ?? true,
+        publishImageVersion: raw.publishImageVersion ?? true,
+        openclawVersion,
+        openclawPin,
+        build,
+        prebuilt,
+        workerSettings,
+        warmTimeoutSeconds: positive("warmTimeoutSeconds", raw.warmTimeoutSeconds, 300, problems),
+        instanceTimeoutSeconds: positive("instanceTimeoutSeconds", raw.instanceTimeoutSeconds, 300, problems),
+        smokeStartupSeconds: positive("smokeStartupSeconds", raw.smokeStartupSeconds, 60, problems),
+        smokeGatewaySeconds: positive("smokeGatewaySeconds", raw.smokeGatewaySeconds, 90, problems),
+    };
+    for (const url of [settings.workerUrl, settings.flyApiUrl]) {
+        if (!/^https?:\/\/[^/]+/.test(url)) problems.push(`"${url}" is not an http(s) URL (kiloclaw:workerUrl / kiloclaw:flyApiUrl).`);
+    }
+    if (problems.length) throw new Error(`kiloclaw-rollout configuration:\n  - ${problems.join("\n  - ")}`);
+    return settings;
+}
+
+export interface RolloutSecrets {
+    internalApiKey: pulumi.Output<string>;
+    flyApiToken: pulumi.Output<string>;
+    kilocodeApiKey: pulumi.Output<string>;
+}
+
+export interface RolloutConfig extends RolloutSettings {
+    secrets: RolloutSecrets;
+}
+
+/** Reads the `kiloclaw` namespace once; secrets fall back to .dev.vars and stay Pulumi secrets. */
+export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutConfig {
+    const raw: RawSettings = {
+        kiloclawDir: cfg.get("kiloclawDir"),
+        dockerfile: cfg.get("dockerfile"),
+        userId: cfg.get("userId"),
+        instanceId: cfg.get("instanceId"),
+        workerUrl: cfg.get("workerUrl"),
+        registryServer: cfg.get("registryServer"),
+        registryApp: cfg.get("registryApp"),
+        flyApiUrl: cfg.get("flyApiUrl"),
+        region: cfg.get("region"),
+        validate: cfg.getBoolean("validate"),
+        warm: cfg.getBoolean("warm"),
+        publishImageVersion: cfg.getBoolean("publishImageVersion"),
+        imageRef: cfg.get("imageRef"),
+        openclawVersion: cfg.get("openclawVersion"),
+        warmTimeoutSeconds: cfg.getNumber("warmTimeoutSeconds"),
+        instanceTimeoutSeconds: cfg.getNumber("instanceTimeoutSeconds"),
+        smokeStartupSeconds: cfg.getNumber("smokeStartupSeconds"),
+        smokeGatewaySeconds: cfg.getNumber("smokeGatewaySeconds"),
+    };
+    const settings = resolveSettings(raw);
+    const problems: string[] = [];
+    const secret = (key: string, devVarsKey: string | undefined, fallback?: string): pulumi.Output<string> => {
+        const configured = cfg.getSecret(key);
+        if (configured) return configured;
+        const fromFile = devVarsKey ? settings.devVars[devVarsKey] : undefined;
+        if (fromFile) return pulumi.secret(fromFile);
+        if (fallback !== undefined) return pulumi.secret(fallback);
+        problems.push(
+            `kiloclaw:${key} is not set${devVarsKey ? ` and ${settings.devVarsPath} has no ${devVarsKey}` : ""}: ` +
+                `\`pulumi config set --secret kiloclaw:${key} <value>\`.`,
+        );
+        return pulumi.secret("");
+    };
+    const secrets: RolloutSecrets = {
+        internalApiKey: secret("internalApiKey", "INTERNAL_API_SECRET"),
+        flyApiToken: secret("flyApiToken", "FLY_API_TOKEN"),
+        // The runbook's Option B provisions with a test key: no model access, but the gateway starts.
+        kilocodeApiKey: secret("kilocodeApiKey", undefined, "test-key"),
+    };
+    if (problems.length) throw new Error(`kiloclaw-rollout configuration:\n  - ${problems.join("\n  - ")}`);
+    return { ...settings, secrets };
+}

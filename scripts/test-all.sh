@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every suite the project has, in order, and closes with one line
+# "tests: N passed, N failed". Needs Docker (scripts/start-docker.sh) and, for
+# the end-to-end suite, a `pulumi` CLI on PATH (scripts/install-pulumi.sh).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+passed=0
+failed=0
+status=0
+run_suite() {
+  local name="$1"; shift
+  local log
+  log="$(mktemp)"
+  echo "=== $name: $*"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local p f
+  p="$(grep -Eo '^ *[0-9]+ passing' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)"
+  f="$(grep -Eo '^ *[0-9]+ failing' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)"
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [[ $rc -ne 0 ]]; then
+    status=1
+    # A suite that died before mocha's summary still counts as a failure.
+    [[ $f -eq 0 ]] && failed=$((failed + 1))
+    echo "=== $name FAILED (exit $rc)"
+  fi
+  rm -f "$log"
+}
+
+run_suite typecheck npx tsc --noEmit
+run_suite unit npx mocha
+run_suite integration npx mocha --config test/integration/.mocharc.json
+run_suite faults npx mocha --config test/faults/.mocharc.json
+if command -v pulumi >/dev/null; then
+  run_suite e2e npx mocha --config test/e2e/.mocharc.json
+else
+  echo "=== e2e: no pulumi CLI on PATH (scripts/install-pulumi.sh builds one): FAILED"
+  failed=$((failed + 1))
+  status=1
+fi
+
+echo "tests: ${passed} passed, ${failed} failed"
+exit $status

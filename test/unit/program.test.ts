@@ -1,0 +1,177 @@
+import * as assert from "node:assert/strict";
+import { devFlyAppName } from "../../lib/identity";
+import { fakeCheckout, isSecretValue, MockedRun, RegisteredResource, runMockedProgram, unwrapSecrets } from "../mocked-program";
+
+const USER = "44792035-0fb0-45e1-9115-ac6575f1ffa7";
+const SECRETS = {
+    "kiloclaw:internalApiKey": "internal-key-configured",
+    "kiloclaw:flyApiToken": "fm2_configuredflytoken",
+    "kiloclaw:kilocodeApiKey": "kilocode-key-configured",
+};
+
+function find(run: MockedRun, type: string): RegisteredResource {
+    const r = run.resources.find((x) => x.type === type);
+    assert.ok(r, `no ${type} registered; got ${run.resources.map((x) => x.type).join(", ")}`);
+    return r!;
+}
+
+/** Every plain (non-secret-wrapped) string anywhere in a value. */
+function plainStrings(v: unknown, out: string[] = []): string[] {
+    if (isSecretValue(v)) return out;
+    if (typeof v === "string") out.push(v);
+    else if (Array.isArray(v)) v.forEach((x) => plainStrings(x, out));
+    else if (v && typeof v === "object") Object.values(v).forEach((x) => plainStrings(x, out));
+    return out;
+}
+
+describe("the program under mocks", function () {
+    this.timeout(120_000);
+    let run: MockedRun;
+    before(() => {
+        const checkout = fakeCheckout();
+        run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, ...SECRETS }, Object.keys(SECRETS), "alice");
+        assert.equal(run.error, undefined, run.error);
+    });
+
+    it("registers the six components, each owning its child, under kiloclaw:index types", () => {
+        const components = run.resources.filter((r) => r.type.startsWith("kiloclaw:index:")).map((r) => r.type);
+        assert.deepEqual(components.sort(), [
+            "kiloclaw:index:ImageValidation",
+            "kiloclaw:index:KiloclawImage",
+            "kiloclaw:index:RegistryPush",
+            "kiloclaw:index:WarmMachine",
+            "kiloclaw:index:WorkerImageVersion",
+            "kiloclaw:index:WorkerInstance",
+        ]);
+        const parentOf = (childType: string, parentType: string) => {
+            const child = find(run, childType);
+            assert.ok(child.parent.includes(`${parentType}::`), `${childType} parent is ${child.parent}`);
+        };
+        parentOf("docker:index/image:Image", "kiloclaw:index:KiloclawImage");
+        parentOf("pulumi-nodejs:dynamic/kiloclaw:WarmMachine", "kiloclaw:index:WarmMachine");
+        parentOf("pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion", "kiloclaw:index:WorkerImageVersion");
+        parentOf("pulumi-nodejs:dynamic/kiloclaw:WorkerInstance", "kiloclaw:index:WorkerInstance");
+        const commands = run.resources.filter((r) => r.type === "command:local:Command");
+        assert.deepEqual(commands.map((c) => c.parent.split("::").slice(-2)[0]).sort(), ["kiloclaw:index:ImageValidation", "kiloclaw:index:RegistryPush"]);
+    });
+
+    it("orders the steps image → validation → push → warm → worker version → instance", () => {
+        const image = find(run, "docker:index/image:Image");
+        const [smoke, push] = ["smoke-tests-smoke", "registry-push"].map((n) => run.resources.find((r) => r.name === n)!);
+        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
+        const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
+        const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
+        const dependsOn = (r: RegisteredResource, on: RegisteredResource) =>
+            assert.ok(r.dependencies.some((d) => d.endsWith(`::${on.name}`)), `${r.name} does not depend on ${on.name}: ${r.dependencies.join(", ")}`);
+        dependsOn(smoke, image);
+        dependsOn(push, smoke);
+        dependsOn(warm, push);
+        dependsOn(version, warm);
+        dependsOn(instance, version);
+    });
+
+    it("builds linux/amd64 locally under a content-hash tag, and pushes that tag to the registry app", () => {
+        const image = find(run, "docker:index/image:Image");
+        assert.equal(image.inputs.build.platform, "linux/amd64");
+        assert.equal(image.inputs.skipPush, true);
+        const tag = run.outputs.tag.value as string;
+        assert.match(tag, /^dev-[0-9a-f]{12}$/);
+        assert.equal(image.inputs.imageName, `kiloclaw:${tag}`);
+        assert.equal(run.outputs.imageRef.value, `registry.fly.io/kiloclaw-dev:${tag}`);
+        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
+        assert.equal(warm.inputs.image, `registry.fly.io/kiloclaw-dev:${tag}`);
+        assert.deepEqual(warm.inputs.env, { KILOCODE_API_KEY: "warm" });
+        assert.equal(warm.inputs.owner, "kiloclaw-rollout.alice");
+    });
+
+    it("expects the Dockerfile's pin in the smoke test, .dev.vars and the instance", () => {
+        const smoke = run.resources.find((r) => r.name === "smoke-tests-smoke")!;
+        assert.equal(smoke.inputs.environment.EXPECTED_OPENCLAW_VERSION, "2026.2.9");
+        const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
+        assert.equal(version.inputs.openclawVersion, "2026.2.9");
+        assert.equal(version.inputs.openclawPin, "2026.2.9");
+        assert.equal(version.inputs.imageDigest, `sha256:${"2".repeat(64)}`);
+        const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
+        assert.equal(instance.inputs.openclawVersion, "2026.2.9");
+        assert.equal(instance.inputs.expectedFlyAppName, devFlyAppName(USER));
+    });
+
+    it("keeps every secret a secret: provider inputs, push stdin, and the gateway token output", () => {
+        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
+        const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
+        const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
+        const push = run.resources.find((r) => r.name === "registry-push")!;
+        assert.ok(isSecretValue(warm.inputs.flyApiToken));
+        assert.ok(isSecretValue(version.inputs.internalApiKey));
+        assert.ok(isSecretValue(instance.inputs.internalApiKey));
+        assert.ok(isSecretValue(instance.inputs.kilocodeApiKey));
+        assert.ok(isSecretValue(push.inputs.stdin));
+        assert.equal(unwrapSecrets(push.inputs.stdin), "fm2_configuredflytoken");
+        assert.equal(run.outputs.gatewayToken.secret, true);
+        const plain = run.resources.flatMap((r) => plainStrings(r.inputs));
+        for (const value of Object.values(SECRETS)) {
+            assert.ok(!plain.some((s) => s.includes(value)), `secret ${value.slice(0, 4)}… appears in plain inputs`);
+        }
+    });
+
+    it("exports what a developer checks by hand", () => {
+        assert.equal(run.outputs.status.value, "running");
+        assert.equal(run.outputs.flyAppName.value, devFlyAppName(USER));
+        assert.equal(run.outputs.flyMachineId.value, "e2865013b79786");
+        assert.equal(run.outputs.openclawVersion.value, "2026.2.9");
+        assert.equal(run.outputs.userId.value, USER);
+    });
+
+    it("serializes a provider text into each dynamic resource", () => {
+        for (const t of ["WarmMachine", "WorkerImageVersion", "WorkerInstance"]) {
+            const r = find(run, `pulumi-nodejs:dynamic/kiloclaw:${t}`);
+            assert.equal(typeof r.inputs.__provider, "string");
+            assert.match(r.inputs.__provider, /exports\.handler/);
+        }
+    });
+});
+
+describe("program modes and config errors", function () {
+    this.timeout(120_000);
+
+    it("rolls out a prebuilt imageRef without building, testing or pushing", () => {
+        const checkout = fakeCheckout();
+        const run = runMockedProgram(
+            { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:imageRef": "registry.fly.io/kiloclaw-dev:dev-teammate01", ...SECRETS },
+            Object.keys(SECRETS),
+        );
+        assert.equal(run.error, undefined, run.error);
+        assert.ok(!run.resources.some((r) => r.type === "docker:index/image:Image" || r.type === "command:local:Command"));
+        assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine").inputs.image, "registry.fly.io/kiloclaw-dev:dev-teammate01");
+        assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance").inputs.imageTag, "dev-teammate01");
+    });
+
+    it("decodes instanceId into the userId and reads secrets from .dev.vars when not configured", () => {
+        const checkout = fakeCheckout();
+        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:instanceId": Buffer.from(USER).toString("base64"), "kiloclaw:warm": "false" });
+        assert.equal(run.error, undefined, run.error);
+        const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
+        assert.equal(instance.inputs.userId, USER);
+        assert.ok(isSecretValue(instance.inputs.internalApiKey));
+        assert.equal(unwrapSecrets(instance.inputs.internalApiKey), "internal-secret-from-dev-vars");
+        assert.ok(!run.resources.some((r) => r.type.endsWith("WarmMachine")), "warm=false still registered a warm machine");
+    });
+
+    it("lists every problem with the command that fixes it", () => {
+        const checkout = fakeCheckout({ dockerfile: "FROM x\nRUN npm install -g openclaw@latest\n", devVars: "WORKER_ENV=development\n" });
+        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:region": "iad" });
+        assert.ok(run.error, "expected a configuration error");
+        assert.match(run.error!, /kiloclaw:userId <your userId>/);
+        assert.match(run.error!, /Dockerfile:2: `openclaw@latest` is not an exact version/);
+        assert.equal(run.resources.length, 0);
+    });
+
+    it("names a missing checkout and missing secrets", () => {
+        const run = runMockedProgram({ "kiloclaw:userId": USER });
+        assert.match(run.error!, /kiloclaw:kiloclawDir is not set/);
+        const checkout = fakeCheckout({ devVars: "WORKER_ENV=development\n" });
+        const run2 = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER });
+        assert.match(run2.error!, /pulumi config set --secret kiloclaw:internalApiKey/);
+        assert.match(run2.error!, /pulumi config set --secret kiloclaw:flyApiToken/);
+    });
+});

@@ -1,0 +1,94 @@
+// What Pulumi stores is the serialized provider text, run later in another
+// process: load that text (as the engine's dynamic-provider host does) and
+// drive it against the emulators.
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { devFlyAppName } from "../../lib/identity";
+import { FlyEmulator } from "../emulators/fly";
+import { WorkerEmulator } from "../emulators/worker";
+import { fakeCheckout, runMockedProgram, unwrapSecrets } from "../mocked-program";
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
+
+const USER = "user-serialized";
+const TAG = "dev-444444444444";
+const FLY_TOKEN = "classic-fly-token";
+const INTERNAL_KEY = "serialized-internal-key";
+
+describe("serialized providers (the __provider text in the state)", function () {
+    this.timeout(120_000);
+    let fly: FlyEmulator;
+    let worker: WorkerEmulator;
+    let texts: Record<string, string>;
+    let inputsByType: Record<string, Record<string, any>>;
+    let kiloclawDir: string;
+
+    before(async () => {
+        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 10 });
+        const devVars = [
+            `INTERNAL_API_SECRET=${INTERNAL_KEY}`,
+            "GATEWAY_TOKEN_SECRET=gw",
+            `FLY_API_TOKEN=${FLY_TOKEN}`,
+            "WORKER_ENV=development",
+            "FLY_REGISTRY_APP=kiloclaw-dev",
+            "FLY_IMAGE_TAG=dev-old",
+            "OPENCLAW_VERSION=2026.2.9",
+            "",
+        ].join("\n");
+        kiloclawDir = fakeCheckout({ devVars }).kiloclawDir;
+        // Stands in for the restart that makes the worker read the new tag.
+        worker = await WorkerEmulator.start({ devVarsPath: path.join(kiloclawDir, ".dev.vars"), flyApiUrl: fly.url, reloadDevVarsOnRequest: true });
+        const run = runMockedProgram({
+            "kiloclaw:kiloclawDir": kiloclawDir,
+            "kiloclaw:userId": USER,
+            "kiloclaw:imageRef": `registry.fly.io/kiloclaw-dev:${TAG}`,
+            "kiloclaw:workerUrl": worker.url,
+            "kiloclaw:flyApiUrl": fly.url,
+        });
+        assert.equal(run.error, undefined, run.error);
+        texts = {};
+        inputsByType = {};
+        for (const r of run.resources.filter((x) => x.type.startsWith("pulumi-nodejs:dynamic/"))) {
+            const t = r.type.split(":").pop()!;
+            texts[t] = r.inputs.__provider;
+            const { __provider, ...rest } = unwrapSecrets(r.inputs);
+            inputsByType[t] = rest;
+        }
+        assert.deepEqual(Object.keys(texts).sort(), ["WarmMachine", "WorkerImageVersion", "WorkerInstance"]);
+    });
+    after(async () => {
+        await worker.close();
+        await fly.close();
+    });
+
+    const load = (t: string) => requireFromString(texts[t], `${t}.js`).handler();
+
+    it("captures no secret, agent or local path module by value", () => {
+        for (const text of Object.values(texts)) {
+            assert.ok(!text.includes(INTERNAL_KEY) && !text.includes(FLY_TOKEN), "a secret was captured into the provider text");
+            assert.match(text, /require\("undici[/"]/);
+        }
+    });
+
+    it("runs the whole rollout from the deserialized providers", async () => {
+        const warm = load("WarmMachine");
+        const w = await warm.create(inputsByType.WarmMachine);
+        assert.equal(fly.machine("kiloclaw-dev", w.id)?.state, "destroyed");
+
+        const version = load("WorkerImageVersion");
+        await version.create(inputsByType.WorkerImageVersion);
+        assert.match(fs.readFileSync(path.join(kiloclawDir, ".dev.vars"), "utf8"), new RegExp(`^FLY_IMAGE_TAG=${TAG}$`, "m"));
+
+        const instance = load("WorkerInstance");
+        const created = await instance.create({ ...inputsByType.WorkerInstance, pollMs: 20 });
+        assert.equal(created.outs.status, "running");
+        assert.equal(created.outs.trackedImageTag, TAG);
+        assert.equal(created.outs.flyAppName, devFlyAppName(USER));
+        const read = await instance.read(created.id, created.outs);
+        assert.equal(read.props.status, "running");
+        await instance.delete(created.id, created.outs);
+        assert.equal(worker.instance(USER), undefined);
+        assert.deepEqual(fly.machines(devFlyAppName(USER)).filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+    });
+});

@@ -1,0 +1,434 @@
+// The worker emulator must behave like the real KiloClaw worker as documented in
+// shared/reference/platform-api.md, talking to the Fly emulator over HTTP.
+import * as assert from "node:assert/strict";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { FlyEmulator } from "../emulators/fly";
+import { until } from "../emulators/server";
+import { flyAppNameFor, sandboxIdFor, WorkerEmulator, WorkerEmulatorOptions } from "../emulators/worker";
+import { flyAuthorization } from "../emulators/worker-fly-client";
+
+const KEY = "internal-test-key";
+const FLY_TOKEN = "fly-test-token";
+const GATEWAY_SECRET = "gateway-test-secret";
+
+interface Reply {
+    status: number;
+    body: any;
+}
+
+function devVarsText(overrides: Record<string, string> = {}): string {
+    const vars: Record<string, string> = {
+        INTERNAL_API_SECRET: KEY,
+        GATEWAY_TOKEN_SECRET: GATEWAY_SECRET,
+        FLY_API_TOKEN: FLY_TOKEN,
+        WORKER_ENV: "development",
+        FLY_REGISTRY_APP: "kiloclaw-machines",
+        FLY_REGION: "iad",
+        OPENCLAW_VERSION: "2026.2.9",
+        FLY_IMAGE_TAG: "dev-aaaaaaaaaaaa",
+        ...overrides,
+    };
+    return Object.entries(vars)
+        .map(([k, v]) => `${k}=${v}`)
+        .join("\n");
+}
+
+describe("WorkerEmulator", function () {
+    let dir: string;
+    let devVarsPath: string;
+    let fly: FlyEmulator;
+    const workers: WorkerEmulator[] = [];
+
+    async function startWorker(opts: Partial<WorkerEmulatorOptions> = {}): Promise<WorkerEmulator> {
+        const w = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, msPerSecond: 10, ...opts });
+        workers.push(w);
+        return w;
+    }
+
+    async function call(w: WorkerEmulator, method: string, route: string, body?: unknown, key: string | null = KEY): Promise<Reply> {
+        const res = await fetch(`${w.url}/api/platform/${route}`, {
+            method,
+            headers: {
+                ...(key === null ? {} : { "x-internal-api-key": key }),
+                ...(body === undefined ? {} : { "content-type": "application/json" }),
+            },
+            body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+        });
+        const text = await res.text();
+        return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    }
+
+    const status = (w: WorkerEmulator, userId: string) => call(w, "GET", `status?userId=${encodeURIComponent(userId)}`);
+
+    /** Polls the status route until `predicate` holds; fails after `ms`. */
+    async function statusUntil(w: WorkerEmulator, userId: string, predicate: (s: any) => boolean, ms = 10_000): Promise<any> {
+        let last: any;
+        const deadline = Date.now() + ms;
+        for (;;) {
+            last = (await status(w, userId)).body;
+            if (predicate(last)) return last;
+            if (Date.now() > deadline) assert.fail(`status never matched; last: ${JSON.stringify(last)}`);
+            await new Promise((r) => setTimeout(r, 10));
+        }
+    }
+
+    const flyCalls = () => fly.requests.length;
+
+    beforeEach(async () => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "worker-emu-"));
+        devVarsPath = path.join(dir, ".dev.vars");
+        fs.writeFileSync(devVarsPath, devVarsText());
+        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 10 });
+    });
+
+    afterEach(async () => {
+        while (workers.length) await workers.pop()!.close();
+        await fly.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    describe("auth and configuration", () => {
+        it("answers 403 Forbidden without or with a wrong key", async () => {
+            const w = await startWorker();
+            assert.deepEqual(await call(w, "GET", "status?userId=u", undefined, null), { status: 403, body: { error: "Forbidden" } });
+            assert.deepEqual(await call(w, "GET", "status?userId=u", undefined, "wrong"), { status: 403, body: { error: "Forbidden" } });
+            assert.equal((await call(w, "GET", "status?userId=u")).status, 200);
+            assert.equal(w.requests[0].headers["x-internal-api-key"], undefined);
+            assert.equal(w.requests[1].headers["x-internal-api-key"], "<redacted>");
+        });
+
+        it("answers 500 Server configuration error in DEV_MODE without INTERNAL_API_SECRET", async () => {
+            const w = await startWorker({ vars: { DEV_MODE: "true", INTERNAL_API_SECRET: undefined } });
+            const r = await call(w, "GET", "status?userId=u");
+            assert.deepEqual(r, { status: 500, body: { error: "Server configuration error" } });
+        });
+
+        it("answers 503 Configuration error when a required secret is missing outside DEV_MODE", async () => {
+            for (const missing of ["INTERNAL_API_SECRET", "GATEWAY_TOKEN_SECRET", "FLY_API_TOKEN"]) {
+                const w = await startWorker({ vars: { [missing]: undefined } });
+                const r = await call(w, "GET", "status?userId=u");
+                assert.equal(r.status, 503, missing);
+                assert.equal(r.body.error, "Configuration error");
+            }
+        });
+    });
+
+    describe("bodies", () => {
+        it("rejects malformed JSON and invalid fields with 400", async () => {
+            const w = await startWorker();
+            assert.deepEqual(await call(w, "POST", "provision", "{not json"), { status: 400, body: { error: "Malformed JSON body" } });
+            assert.deepEqual(await call(w, "POST", "start", ""), { status: 400, body: { error: "Malformed JSON body" } });
+
+            const noUser = await call(w, "POST", "provision", { userId: "" });
+            assert.equal(noUser.status, 400);
+            assert.equal(noUser.body.error, "Invalid request");
+            assert.ok(Array.isArray(noUser.body.details.userId) && noUser.body.details.userId.length > 0);
+
+            const bigMachine = await call(w, "POST", "provision", { userId: "u", machineSize: { cpus: 16, memory_mb: 100 } });
+            assert.equal(bigMachine.status, 400);
+            assert.equal(bigMachine.body.details.machineSize.length, 2);
+
+            assert.equal((await call(w, "POST", "destroy", {})).body.details.userId[0], "Required");
+            assert.deepEqual(await call(w, "GET", "status"), { status: 400, body: { error: "userId query parameter is required" } });
+            assert.equal(flyCalls(), 0);
+        });
+    });
+
+    describe("provision", () => {
+        it("creates app, volume and machine on Fly and answers 201 with the instance running", async () => {
+            const w = await startWorker();
+            const userId = "user-1";
+            const r = await call(w, "POST", "provision", { userId, kilocodeApiKey: "kc-key", envVars: { A: "1" } });
+            assert.deepEqual(r, { status: 201, body: { sandboxId: sandboxIdFor(userId) } });
+            assert.equal(sandboxIdFor(userId), Buffer.from(userId).toString("base64url"));
+
+            const s = (await status(w, userId)).body;
+            const appName = `dev-${crypto.createHash("sha256").update(userId).digest("hex").slice(0, 20)}`;
+            assert.equal(flyAppNameFor(userId, "development"), appName);
+            assert.equal(s.status, "running");
+            assert.equal(s.flyAppName, appName);
+            assert.equal(s.trackedImageTag, "dev-aaaaaaaaaaaa");
+            assert.equal(s.openclawVersion, "2026.2.9");
+            assert.equal(s.imageVariant, "default");
+            assert.equal(s.envVarCount, 1);
+            assert.equal(s.flyRegion, "iad");
+            assert.deepEqual(
+                Object.keys(s).sort(),
+                [
+                    "userId", "sandboxId", "status", "provisionedAt", "lastStartedAt", "lastStoppedAt", "envVarCount",
+                    "secretCount", "channelCount", "flyAppName", "flyMachineId", "flyVolumeId", "flyRegion", "machineSize",
+                    "openclawVersion", "imageVariant", "trackedImageTag",
+                ].sort(),
+            );
+
+            assert.ok(fly.apps.includes(appName));
+            const machine = fly.machine(appName, s.flyMachineId);
+            assert.ok(machine);
+            assert.equal(machine.state, "started");
+            assert.equal(machine.config.image, "registry.fly.io/kiloclaw-machines:dev-aaaaaaaaaaaa");
+            assert.equal(machine.config.env?.KILOCODE_API_KEY, "kc-key");
+            const token = (await call(w, "GET", `gateway-token?userId=${userId}`)).body.gatewayToken;
+            assert.equal(machine.config.env?.OPENCLAW_GATEWAY_TOKEN, token);
+            assert.deepEqual(machine.config.metadata, {
+                kiloclaw_user_id: userId,
+                kiloclaw_sandbox_id: sandboxIdFor(userId),
+                kiloclaw_openclaw_version: "2026.2.9",
+            });
+            assert.deepEqual(machine.config.guest, { cpus: 2, memory_mb: 3072, cpu_kind: "shared" });
+            assert.equal(machine.config.services?.[0].internal_port, 18789);
+            const [volume] = fly.volumes(appName);
+            assert.equal(volume.name, `kiloclaw_${sandboxIdFor(userId)}`);
+            assert.equal(volume.id, s.flyVolumeId);
+
+            const wait = fly.requests.find((q) => q.path.endsWith("/wait"));
+            assert.equal(wait?.query.state, "started");
+            assert.equal(wait?.query.timeout, "60");
+            assert.ok(fly.requests.every((q) => q.headers.authorization === "<redacted>" && q.status !== 401));
+        });
+
+        it("uses registryServer and FLY_APP_NAME when FLY_REGISTRY_APP is unset", async () => {
+            fs.writeFileSync(devVarsPath, devVarsText({ FLY_REGISTRY_APP: "", FLY_APP_NAME: "my-app" }));
+            const w = await startWorker({ registryServer: "127.0.0.1:5000" });
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.config.image, "127.0.0.1:5000/my-app:dev-aaaaaaaaaaaa");
+        });
+
+        it("re-provision is config-only: no Fly call, machine keeps its image, trackedImageTag follows latest", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const before = (await status(w, "u")).body;
+
+            fs.writeFileSync(devVarsPath, devVarsText({ OPENCLAW_VERSION: "2026.2.22", FLY_IMAGE_TAG: "dev-bbbbbbbbbbbb" }));
+            await w.restart();
+            const calls = flyCalls();
+            const r = await call(w, "POST", "provision", { userId: "u", envVars: { A: "1", B: "2" } });
+            assert.equal(r.status, 201);
+            assert.equal(flyCalls(), calls);
+
+            const after = (await status(w, "u")).body;
+            assert.equal(after.trackedImageTag, "dev-bbbbbbbbbbbb");
+            assert.equal(after.openclawVersion, "2026.2.22");
+            assert.equal(after.envVarCount, 2);
+            assert.equal(after.flyMachineId, before.flyMachineId);
+            assert.equal(fly.machine(after.flyAppName, after.flyMachineId)?.config.image, "registry.fly.io/kiloclaw-machines:dev-aaaaaaaaaaaa");
+            assert.equal(w.instance("u")?.machineImage, "registry.fly.io/kiloclaw-machines:dev-aaaaaaaaaaaa");
+        });
+
+        it("an older worker (autoStart false) leaves the instance provisioned until /start", async () => {
+            const w = await startWorker({ autoStart: false });
+            await call(w, "POST", "provision", { userId: "u" });
+            let s = (await status(w, "u")).body;
+            assert.equal(s.status, "provisioned");
+            assert.equal(s.flyMachineId, null);
+            assert.equal(fly.machines().length, 0);
+
+            assert.deepEqual(await call(w, "POST", "start", { userId: "u" }), { status: 200, body: { ok: true } });
+            s = (await status(w, "u")).body;
+            assert.equal(s.status, "running");
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.state, "started");
+        });
+
+        it("stop then start reuses the machine", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const first = (await status(w, "u")).body;
+            assert.deepEqual(await call(w, "POST", "stop", { userId: "u" }), { status: 200, body: { ok: true } });
+            assert.equal((await status(w, "u")).body.status, "stopped");
+            assert.equal(fly.machine(first.flyAppName, first.flyMachineId)?.state, "stopped");
+            assert.equal((await call(w, "POST", "stop", { userId: "u" })).status, 200);
+            await call(w, "POST", "start", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            assert.equal(s.status, "running");
+            assert.equal(s.flyMachineId, first.flyMachineId);
+        });
+
+        it("a 408 from the Fly wait surfaces as a 500 FlyApiError and leaves a provisioned instance with its machine", async () => {
+            await fly.close();
+            fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 5, firstPullDelayMs: 60_000 });
+            const w = await startWorker();
+            const r = await call(w, "POST", "provision", { userId: "u" });
+            assert.equal(r.status, 500);
+            assert.match(r.body.error, /^FlyApiError: Fly API waitForState failed \(408\): /);
+            const s = (await status(w, "u")).body;
+            assert.equal(s.status, "provisioned");
+            assert.ok(s.flyMachineId);
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.state, "replacing");
+        });
+
+        it("surfaces Fly errors as FlyApiError and an unreachable Fly as Network connection lost.", async () => {
+            const w = await startWorker();
+            fly.inject({ method: "POST", path: /\/volumes$/, status: 404, body: { error: "app not found" } });
+            const r = await call(w, "POST", "provision", { userId: "u" });
+            assert.equal(r.status, 500);
+            assert.match(r.body.error, /^FlyApiError: Fly API createVolume failed \(404\): /);
+            assert.equal((await status(w, "u")).body.status, null);
+
+            const deadUrl = fly.url;
+            await fly.close();
+            const offline = await startWorker({ flyApiUrl: deadUrl });
+            assert.deepEqual(await call(offline, "POST", "provision", { userId: "v" }), {
+                status: 500,
+                body: { error: "Network connection lost." },
+            });
+            fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 10 }); // for afterEach
+        });
+    });
+
+    describe("destroy", () => {
+        it("is two-phase: destroying until Fly deletes succeed (retried), then all-null status", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            // Machine deletes fail until the faults are cleared, so `destroying` holds meanwhile.
+            fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "boom" }, times: Infinity });
+
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "u" }), { status: 200, body: { ok: true } });
+            assert.equal((await status(w, "u")).body.status, "destroying");
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "u" }), { status: 200, body: { ok: true } });
+            assert.deepEqual(await call(w, "POST", "provision", { userId: "u" }), {
+                status: 500,
+                body: { error: "Cannot provision: instance is being destroyed" },
+            });
+            assert.deepEqual(await call(w, "POST", "start", { userId: "u" }), {
+                status: 500,
+                body: { error: "Cannot start: instance is being destroyed" },
+            });
+            await until(() => w.instance("u")?.lastDestroyError != null, 10_000);
+            assert.match(w.instance("u")!.lastDestroyError!, /FlyApiError: Fly API destroyMachine failed \(500\)/);
+            assert.equal((await status(w, "u")).body.status, "destroying");
+            fly.clearFaults(); // the next retry alarm (a scaled minute) succeeds
+
+            const gone = await statusUntil(w, "u", (x) => x.status === null);
+            assert.ok(Object.values(gone).every((v) => v === null));
+            assert.ok(fly.requests.some((q) => q.method === "DELETE" && q.query.force === "true" && q.status === 200));
+            assert.ok(fly.volumes(s.flyAppName).every((v) => v.state === "destroyed"));
+            await until(() => fly.machine(s.flyAppName, s.flyMachineId)?.state === "destroyed", 5_000);
+            assert.ok(fly.apps.includes(s.flyAppName), "destroy keeps the app");
+        });
+
+        it("answers 500 Instance not provisioned for a user with no instance", async () => {
+            const w = await startWorker();
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "nobody" }), { status: 500, body: { error: "Instance not provisioned" } });
+            assert.deepEqual(await call(w, "POST", "start", { userId: "nobody" }), { status: 500, body: { error: "Instance not provisioned" } });
+            const s = await status(w, "nobody");
+            assert.equal(s.status, 200);
+            assert.ok(Object.values(s.body).every((v) => v === null));
+        });
+
+        it("destroyOutOfBand wipes the instance and its machine behind the client's back", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            await w.destroyOutOfBand("u");
+            assert.equal((await status(w, "u")).body.status, null);
+            assert.equal(w.instance("u"), undefined);
+            await until(() => fly.machine(s.flyAppName, s.flyMachineId)?.state === "destroyed", 5_000);
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.state, "destroyed");
+        });
+    });
+
+    describe("image version registry (KV)", () => {
+        it("a publish that disagrees with .dev.vars is undone by the next request; restart() picks up an edited file", async () => {
+            const w = await startWorker();
+            await status(w, "u");
+            assert.equal(w.kvLatest()?.imageTag, "dev-aaaaaaaaaaaa");
+
+            const pub = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "dev-bbbbbbbbbbbb" });
+            assert.equal(pub.status, 201);
+            assert.equal(pub.body.ok, true);
+            assert.equal(w.kvLatest()?.imageTag, "dev-bbbbbbbbbbbb");
+            assert.equal(w.kvGet("image-version:2026.2.22:default")?.imageTag, "dev-bbbbbbbbbbbb");
+
+            await status(w, "u"); // the worker's own registration runs again
+            assert.equal(w.kvLatest()?.imageTag, "dev-aaaaaaaaaaaa");
+            assert.equal(w.kvLatest()?.openclawVersion, "2026.2.9");
+
+            fs.writeFileSync(devVarsPath, devVarsText({ OPENCLAW_VERSION: "2026.2.22", FLY_IMAGE_TAG: "dev-bbbbbbbbbbbb" }));
+            await status(w, "u");
+            assert.equal(w.kvLatest()?.imageTag, "dev-aaaaaaaaaaaa", "wrangler dev does not reload .dev.vars");
+
+            await w.restart();
+            await status(w, "u");
+            assert.equal(w.kvLatest()?.imageTag, "dev-bbbbbbbbbbbb");
+        });
+
+        it("setLatest false only writes the version key; reloadDevVarsOnRequest follows file edits", async () => {
+            const w = await startWorker({ reloadDevVarsOnRequest: true });
+            await call(w, "POST", "publish-image-version", { openclawVersion: "2026.3.1", imageTag: "dev-cccccccccccc", setLatest: false });
+            assert.equal(w.kvLatest()?.imageTag, "dev-aaaaaaaaaaaa");
+            assert.equal(w.kvGet("image-version:2026.3.1:default")?.imageTag, "dev-cccccccccccc");
+
+            fs.writeFileSync(devVarsPath, devVarsText({ FLY_IMAGE_TAG: "dev-dddddddddddd" }));
+            await status(w, "u");
+            assert.equal(w.kvLatest()?.imageTag, "dev-dddddddddddd");
+        });
+
+        it("without OPENCLAW_VERSION in .dev.vars a publish sticks", async () => {
+            const w = await startWorker({ vars: { OPENCLAW_VERSION: undefined } });
+            await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "dev-bbbbbbbbbbbb" });
+            await status(w, "u");
+            assert.equal(w.kvLatest()?.imageTag, "dev-bbbbbbbbbbbb");
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.config.image, "registry.fly.io/kiloclaw-machines:dev-bbbbbbbbbbbb");
+        });
+
+        it("rejects publishing \"latest\" or missing fields with 400, and 404s when the route is absent", async () => {
+            const w = await startWorker();
+            const latest = await call(w, "POST", "publish-image-version", { openclawVersion: "latest", imageTag: "x" });
+            assert.equal(latest.status, 400);
+            assert.ok(latest.body.details.openclawVersion);
+            const missing = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22" });
+            assert.equal(missing.status, 400);
+            assert.ok(missing.body.details.imageTag);
+
+            const old = await startWorker({ publishRoute: false });
+            const r = await call(old, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x" });
+            assert.equal(r.status, 404);
+        });
+    });
+
+    describe("gateway-token", () => {
+        it("is 404 before provision, the HMAC of the sandboxId after", async () => {
+            const w = await startWorker({ autoStart: false });
+            assert.deepEqual(await call(w, "GET", "gateway-token?userId=u"), { status: 404, body: { error: "Instance not provisioned" } });
+            assert.equal((await call(w, "GET", "gateway-token")).status, 400);
+            await call(w, "POST", "provision", { userId: "u" });
+            const expected = crypto.createHmac("sha256", GATEWAY_SECRET).update(sandboxIdFor("u")).digest("hex");
+            assert.deepEqual(await call(w, "GET", "gateway-token?userId=u"), { status: 200, body: { gatewayToken: expected } });
+        });
+
+        it("is 503 when GATEWAY_TOKEN_SECRET is unset (DEV_MODE worker)", async () => {
+            const w = await startWorker({ vars: { DEV_MODE: "true", GATEWAY_TOKEN_SECRET: undefined } });
+            assert.equal((await call(w, "GET", "gateway-token?userId=u")).status, 503);
+        });
+    });
+
+    describe("faults and Fly auth", () => {
+        it("can inject the Cloud app's 409 User already has an active instance", async () => {
+            const w = await startWorker();
+            w.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } });
+            assert.deepEqual(await call(w, "POST", "provision", { userId: "u" }), {
+                status: 409,
+                body: { error: "User already has an active instance" },
+            });
+            assert.equal((await call(w, "POST", "provision", { userId: "u" })).status, 201);
+        });
+
+        it("sends macaroon tokens as FlyV1 and classic ones as Bearer", async () => {
+            assert.equal(flyAuthorization("fm2_abc"), "FlyV1 fm2_abc");
+            assert.equal(flyAuthorization("fm1r_abc,fm1a_def"), "FlyV1 fm1r_abc,fm1a_def");
+            assert.equal(flyAuthorization("classic"), "Bearer classic");
+            assert.equal(flyAuthorization("FlyV1 fm2_x"), "FlyV1 fm2_x");
+
+            await fly.close();
+            fly = await FlyEmulator.start({ token: "fm2_macaroon", msPerSecond: 10 });
+            const w = await startWorker({ vars: { FLY_API_TOKEN: "fm2_macaroon" } });
+            assert.equal((await call(w, "POST", "provision", { userId: "u" })).status, 201);
+        });
+    });
+});
