@@ -69,6 +69,10 @@ export function workerError(what: string, res: HttpResponse): Error {
     if (/Network connection lost/.test(text)) {
         return new Error(`${detail}: the worker could not reach Fly. Check FLY_API_TOKEN in .dev.vars and your network, then run \`pulumi up\` again.`);
     }
+    if (res.status >= 500) {
+        // Anything else the worker could not do (often a Fly call it made): its log has the cause.
+        return new Error(`${detail}: the worker failed; its log (the \`pnpm start\` terminal) shows why. Fix that, then run \`pulumi up\` again.`);
+    }
     return new Error(`${detail}.`);
 }
 

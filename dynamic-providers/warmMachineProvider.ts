@@ -95,6 +95,14 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
                 if (result.reached) break;
                 waitTimeouts++;
                 lastState = result.currentState ?? lastState;
+                if (lastState === "failed") {
+                    // The image was pulled but its container died: more waiting cannot help.
+                    waitError = new Error(
+                        `The warm machine ${machine.id} in ${inputs.appName} failed to start (Fly state "failed"): the image ${inputs.image} does not run. ` +
+                            `\`fly logs --app ${inputs.appName} --no-tail\` shows why (the runbook's "Machine won't start"); fix the image, then run \`pulumi up\` again.`,
+                    );
+                    break;
+                }
             }
         } catch (err) {
             waitError = err as Error;

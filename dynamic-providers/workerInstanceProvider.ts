@@ -58,7 +58,20 @@ async function destroyAndWait(props: WorkerInstanceInputs): Promise<void> {
 
 /** A Fly timeout during the worker's own 60 s wait: the pull goes on, so wait instead of re-provisioning. */
 function isFirstPullTimeout(res: { status: number; body: unknown }): boolean {
-    return res.status === 500 && /408|deadline_exceeded|waitForState/i.test(errorText(res.body));
+    return res.status === 500 && /408|deadline_exceeded|waitForState/i.test(errorText(res.body)) && !machineFailed(res);
+}
+
+/** The worker's wait timed out on a machine Fly reports `failed`: waiting longer cannot help. */
+function machineFailed(res: { status: number; body: unknown }): boolean {
+    return res.status === 500 && /currently\s+failed/i.test(errorText(res.body));
+}
+
+function machineFailedError(inputs: WorkerInstanceInputs, res: { body: unknown }): Error {
+    return new Error(
+        `The machine of ${inputs.userId} failed to start (${errorText(res.body)}). \`fly logs --app ${inputs.expectedFlyAppName} --no-tail\` ` +
+            "shows why (the runbook's \"Machine won't start\": missing KILOCODE_API_KEY, an image tag mismatch, an old start-openclaw.sh); " +
+            "fix it, then run `pulumi up` again.",
+    );
 }
 
 async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.InstanceStatus> {
@@ -79,6 +92,7 @@ async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.
             );
         }
     }
+    if (machineFailed(res)) throw machineFailedError(inputs, res);
     if (res.status !== 201 && res.status !== 200 && !isFirstPullTimeout(res)) {
         throw platform.workerError(`Provisioning the instance of ${inputs.userId}`, res);
     }
@@ -88,18 +102,39 @@ async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.
         if (s.status === "running") return s;
         if (Date.now() >= deadline) {
             throw new Error(
-                `The instance of ${inputs.userId} is "${s.status}" after ${inputs.timeoutSeconds}s, not "running". If Fly is still pulling ` +
-                    `the image (408 on first pull), wait and run \`pulumi up\` again — do not destroy it; check ` +
-                    `\`fly machines list --app ${s.flyAppName ?? inputs.expectedFlyAppName}\` ("replacing" = still pulling).`,
+                `The instance of ${inputs.userId} is "${s.status}" after ${inputs.timeoutSeconds}s, not "running". ` +
+                    `\`fly machines list --app ${s.flyAppName ?? inputs.expectedFlyAppName}\` shows why: "replacing" = Fly is still pulling ` +
+                    `the image (408 on first pull; warm it first, or raise kiloclaw:instanceTimeoutSeconds), then run \`pulumi up\` again.`,
             );
         }
         if (s.status === "provisioned" || s.status === "stopped") {
             // Older workers do not auto-start; after a 408 the worker also needs a second start.
             const started = await platform.startInstance(api(inputs), inputs.userId);
+            if (machineFailed(started)) throw machineFailedError(inputs, started);
             if (started.status !== 200 && !isFirstPullTimeout(started)) throw platform.workerError(`Starting the instance of ${inputs.userId}`, started);
         }
         await sleep(inputs.pollMs ?? 1000);
     }
+}
+
+/**
+ * A failed create is not recorded in the stack, so an instance it leaves behind would be
+ * invisible to \`pulumi destroy\`: remove it through the worker, and say so in the error.
+ */
+async function removeHalfProvisioned(inputs: WorkerInstanceInputs, failure: Error): Promise<Error> {
+    let status: string | null;
+    try {
+        status = (await platform.getStatus(api(inputs), inputs.userId)).status;
+    } catch {
+        return failure; // The worker is down or refuses the key: the failure already says how to fix that.
+    }
+    if (status === null) return failure;
+    try {
+        await destroyAndWait(inputs);
+    } catch (err) {
+        return new Error(`${failure.message} Removing the half-provisioned instance failed too: ${(err as Error).message}`);
+    }
+    return new Error(`${failure.message} The half-provisioned instance was destroyed through the worker.`);
 }
 
 function outputsFrom(inputs: WorkerInstanceInputs, s: platform.InstanceStatus, gatewayToken: string | null): WorkerInstanceOutputs {
@@ -130,7 +165,12 @@ export const workerInstanceProvider: pulumi.dynamic.ResourceProvider = {
     },
 
     async create(inputs: WorkerInstanceInputs): Promise<pulumi.dynamic.CreateResult> {
-        const s = await provisionAndWait(inputs);
+        let s: platform.InstanceStatus;
+        try {
+            s = await provisionAndWait(inputs);
+        } catch (err) {
+            throw await removeHalfProvisioned(inputs, err as Error);
+        }
         if (s.trackedImageTag !== inputs.imageTag) {
             // Leave nothing half-rolled-out behind: the instance runs the wrong image.
             await destroyAndWait(inputs);

@@ -1,9 +1,7 @@
-// The sandbox's long-running half: the Fly emulator (machines are real Docker
-// containers pulled from the local registry) and the worker emulator wired to
-// it. Started detached by scripts/sandbox.ts; stops cleanly on SIGTERM.
+// The sandbox's long-running half (test/sandbox-services.ts), started detached
+// by scripts/sandbox.ts; stops cleanly, removing its containers, on SIGTERM.
 import * as fs from "node:fs";
-import { FlyEmulator } from "../test/emulators/fly";
-import { WorkerEmulator } from "../test/emulators/worker";
+import { startSandboxServices } from "../test/sandbox-services";
 
 interface DaemonConfig {
     stateFile: string;
@@ -18,26 +16,20 @@ interface DaemonConfig {
 async function main(): Promise<void> {
     const cfg: DaemonConfig = JSON.parse(process.env.SANDBOX_DAEMON_CONFIG ?? "{}");
     delete process.env.SANDBOX_DAEMON_CONFIG;
-    const fly = await FlyEmulator.start({
-        port: cfg.flyPort,
-        token: cfg.token,
-        docker: { registryAuth: { server: cfg.registryServer, username: "x", password: cfg.token } },
-    });
-    const worker = await WorkerEmulator.start({
-        port: cfg.workerPort,
-        devVarsPath: cfg.devVarsPath,
-        flyApiUrl: fly.url,
+    const services = await startSandboxServices({
         registryServer: cfg.registryServer,
-        // Stands in for the developer restarting `pnpm start` after .dev.vars changes.
-        reloadDevVarsOnRequest: true,
+        token: cfg.token,
+        devVarsPath: cfg.devVarsPath,
+        flyPort: cfg.flyPort,
+        workerPort: cfg.workerPort,
     });
-    fs.writeFileSync(cfg.stateFile, JSON.stringify({ pid: process.pid, flyApiUrl: fly.url, workerUrl: worker.url }, null, 2));
+    const state = { pid: process.pid, flyApiUrl: services.fly.url, workerUrl: services.worker.url };
+    fs.writeFileSync(cfg.stateFile, JSON.stringify(state, null, 2));
     let stopping = false;
     const stop = async () => {
         if (stopping) return;
         stopping = true;
-        await worker.close();
-        await fly.close(); // removes every machine container it created
+        await services.close();
         fs.rmSync(cfg.stateFile, { force: true });
         process.exit(0);
     };

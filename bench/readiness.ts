@@ -1,0 +1,238 @@
+// Benchmark 3: how soon the providers notice readiness, and how many requests
+// they spend waiting. The emulators delay the state change by a known amount
+// (msPerSecond 1000, so the waits are real), record when it happened (Fly machine
+// events, the worker's instance record) and log every request with its arrival time.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { warmMachineProvider, WarmMachineInputs } from "../dynamic-providers/warmMachineProvider";
+import { workerInstanceProvider, WorkerInstanceInputs } from "../dynamic-providers/workerInstanceProvider";
+import { devFlyAppName } from "../lib/identity";
+import { FlyEmulator, FlyEmulatorOptions } from "../test/emulators/fly";
+import { RequestLogEntry } from "../test/emulators/server";
+import { WorkerEmulator } from "../test/emulators/worker";
+import { onCleanup, withCleanup } from "./cleanup";
+import { BenchResult, Figure, ms, Table } from "./report";
+
+const FLY_TOKEN = "fm2_bench_token";
+const INTERNAL_KEY = "bench-internal-key";
+const APP = "kiloclaw-dev";
+const TAG = "dev-bench00000001";
+const USER = "bench-user";
+/** The known delay before `started`: a first pull of the image. */
+const PULL_MS = 3000;
+/** The worker asks Fly to wait 60 s; for the 408 scenario its first wait answers 408 after this. */
+const WORKER_WAIT_408_MS = 3000;
+const LONG_PULL_MS = 5000;
+
+type Provider = pulumi.dynamic.ResourceProvider;
+
+function statusesOf(entries: RequestLogEntry[]): string {
+    const out: string[] = [];
+    for (const e of entries) {
+        const last = out[out.length - 1];
+        const m = last && /^(\d+)×(\d+)$/.exec(last);
+        if (m && Number(m[1]) === e.status) out[out.length - 1] = `${e.status}×${Number(m[2]) + 1}`;
+        else if (last === String(e.status)) out[out.length - 1] = `${e.status}×2`;
+        else out.push(String(e.status));
+    }
+    return out.join(", ");
+}
+
+// ---- Fly: warm machine until `started` ----
+
+interface FlyScenario {
+    label: string;
+    startedAfterCreateMs: number;
+    startedToDeleteMs: number;
+    startedToReturnMs: number;
+    waitCalls: number;
+    waitStatuses: string;
+    /** Wait calls per minute of waiting, in the emulator's seconds. */
+    waitCallsPerMinute: number;
+    totalRequests: number;
+}
+
+async function flyScenario(label: string, emu: FlyEmulatorOptions, waitSeconds?: number): Promise<FlyScenario> {
+    return withCleanup(async () => {
+        const fly = await FlyEmulator.start({ token: FLY_TOKEN, ...emu });
+        onCleanup("Fly emulator", () => fly.close());
+        const inputs: WarmMachineInputs = {
+            flyApiUrl: fly.url,
+            appName: APP,
+            region: "iad",
+            image: `registry.fly.io/${APP}:${TAG}`,
+            env: { KILOCODE_API_KEY: "warm" },
+            flyApiToken: FLY_TOKEN,
+            owner: "kiloclaw-rollout.bench",
+            timeoutSeconds: 120,
+            ...(waitSeconds === undefined ? {} : { waitSeconds }),
+        };
+        const { id } = await (warmMachineProvider as Provider).create(inputs);
+        const returnedAt = Date.now();
+        const machine = fly.machine(APP, id);
+        const startedAt = machine?.events.find((e) => e.status === "started")?.timestamp ?? NaN;
+        const create = fly.requests.find((r) => r.method === "POST" && r.path.endsWith("/machines"));
+        const del = fly.requests.find((r) => r.method === "DELETE" && r.path.endsWith(`/machines/${id}`));
+        const waits = fly.requests.filter((r) => r.path.endsWith(`/machines/${id}/wait`) && r.query.state === "started");
+        const secondMs = emu.msPerSecond ?? 1000;
+        const waitedMinutes = (startedAt - (waits[0]?.at ?? NaN)) / (60 * secondMs);
+        return {
+            label,
+            startedAfterCreateMs: startedAt - (create?.at ?? NaN),
+            startedToDeleteMs: (del?.at ?? NaN) - startedAt,
+            startedToReturnMs: returnedAt - startedAt,
+            waitCalls: waits.length,
+            waitStatuses: statusesOf(waits),
+            waitCallsPerMinute: waits.length / waitedMinutes,
+            totalRequests: fly.requests.length,
+        };
+    });
+}
+
+// ---- worker: instance until `running` ----
+
+interface WorkerScenario {
+    label: string;
+    pollMs: string;
+    runningAfterProvisionMs: number;
+    runningToSeenMs: number;
+    runningToReturnMs: number;
+    statusCalls: number;
+    calls: string;
+    flyRequests: number;
+}
+
+interface WorkerScenarioOptions {
+    label: string;
+    autoStart: boolean;
+    pollMs?: number;
+    /** Fly's first wait answers 408 (as a pull longer than the worker's 60 s wait would). */
+    firstWait408?: boolean;
+}
+
+function writeDevVars(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-bench-devvars-"));
+    onCleanup(`temp dir ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, ".dev.vars");
+    const vars: Record<string, string> = {
+        INTERNAL_API_SECRET: INTERNAL_KEY,
+        GATEWAY_TOKEN_SECRET: "bench-gateway-secret",
+        FLY_API_TOKEN: FLY_TOKEN,
+        WORKER_ENV: "development",
+        FLY_REGISTRY_APP: APP,
+        FLY_IMAGE_TAG: TAG,
+        OPENCLAW_VERSION: "2026.2.9",
+    };
+    fs.writeFileSync(file, Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
+    return file;
+}
+
+async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario> {
+    return withCleanup(async () => {
+        const devVarsPath = writeDevVars();
+        const fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 1000, firstPullDelayMs: o.firstWait408 ? LONG_PULL_MS : PULL_MS });
+        onCleanup("Fly emulator", () => fly.close());
+        if (o.firstWait408) {
+            fly.inject({
+                method: "GET",
+                path: /\/wait$/,
+                delayMs: WORKER_WAIT_408_MS,
+                status: 408,
+                body: { error: "deadline_exceeded: machine failed to reach desired state, started, currently replacing" },
+            });
+        }
+        const worker = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, autoStart: o.autoStart });
+        onCleanup("worker emulator", () => worker.close());
+        const inputs: WorkerInstanceInputs = {
+            workerUrl: worker.url,
+            userId: USER,
+            imageTag: TAG,
+            openclawVersion: "2026.2.9",
+            region: "iad",
+            kilocodeApiKey: "test-key",
+            internalApiKey: INTERNAL_KEY,
+            expectedFlyAppName: devFlyAppName(USER),
+            timeoutSeconds: 60,
+            ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+        };
+        await (workerInstanceProvider as Provider).create(inputs);
+        const returnedAt = Date.now();
+        const runningAt = worker.instance(USER)?.lastStartedAt ?? NaN;
+        const provision = worker.requests.find((r) => r.path === "/api/platform/provision");
+        const statusReads = worker.requests.filter((r) => r.path === "/api/platform/status");
+        const seen = statusReads.find((r) => r.at >= runningAt);
+        const count = (route: string) => worker.requests.filter((r) => r.path === `/api/platform/${route}`).length;
+        return {
+            label: o.label,
+            pollMs: o.pollMs === undefined ? "default (1000)" : String(o.pollMs),
+            runningAfterProvisionMs: runningAt - (provision?.at ?? NaN),
+            runningToSeenMs: (seen?.at ?? NaN) - runningAt,
+            runningToReturnMs: returnedAt - runningAt,
+            statusCalls: statusReads.length,
+            calls: `provision ${count("provision")} (${statusesOf(worker.requests.filter((r) => r.path === "/api/platform/provision"))}), start ${count("start")}, gateway-token ${count("gateway-token")}`,
+            flyRequests: fly.requests.length,
+        };
+    });
+}
+
+/** A rate needs more than one call: a single long-poll answered within its window says nothing per minute. */
+function perMinute(r: FlyScenario): string {
+    return r.waitCalls > 1 ? r.waitCallsPerMinute.toFixed(2) : "n/a (1 call)";
+}
+
+export async function readinessBenchmark(): Promise<BenchResult> {
+    const flyRuns: FlyScenario[] = [];
+    flyRuns.push(await flyScenario(`pull ${PULL_MS / 1000} s, waitSeconds default (60)`, { msPerSecond: 1000, firstPullDelayMs: PULL_MS }));
+    flyRuns.push(await flyScenario(`pull ${PULL_MS / 1000} s, waitSeconds 1`, { msPerSecond: 1000, firstPullDelayMs: PULL_MS }, 1));
+    // A 3-minute first pull (the runbook's worst case) in emulator time: 1 s = 50 ms, so one 60 s wait = 3 s real.
+    const long = await flyScenario("pull 3 min (emulated, msPerSecond 50), waitSeconds default", { msPerSecond: 50, firstPullDelayMs: 180 * 50 });
+    flyRuns.push(long);
+
+    const workerRuns: WorkerScenario[] = [];
+    for (const pollMs of [undefined, 250]) {
+        workerRuns.push(await workerScenario({ label: "current worker (provision starts and waits)", autoStart: true, pollMs }));
+        workerRuns.push(await workerScenario({ label: "older worker (provisioned, then /start)", autoStart: false, pollMs }));
+        workerRuns.push(await workerScenario({ label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`, autoStart: true, pollMs, firstWait408: true }));
+    }
+
+    const [flyDefault, flyShort] = flyRuns;
+    const wDefault = workerRuns[0];
+    const wOlder1000 = workerRuns[1];
+    const wOlder250 = workerRuns[4];
+    const w408 = workerRuns[2];
+    const figures: Figure[] = [
+        { name: "Fly: started → DELETE (default settings)", value: ms(flyDefault.startedToDeleteMs), meaning: `WarmMachine create: from the machine's "started" event to the destroy request arriving (long-poll wait returns at once)` },
+        { name: "Fly: started → create returned", value: ms(flyDefault.startedToReturnMs), meaning: "the same, to create() resolving (includes destroy and its confirming wait)" },
+        { name: "Fly: wait calls for a 3 s pull", value: `${flyDefault.waitCalls} (waitSeconds 60), ${flyShort.waitCalls} (waitSeconds 1)`, meaning: `calls to GET /machines/{id}/wait?state=started until started (statuses: ${flyDefault.waitStatuses} / ${flyShort.waitStatuses})` },
+        { name: "Fly: wait calls per minute of waiting", value: `${long.waitCallsPerMinute.toFixed(2)} (default), ${flyShort.waitCallsPerMinute.toFixed(0)} (waitSeconds 1)`, meaning: "default: measured over an emulated 3-minute pull; waitSeconds 1: over the real 3 s pull" },
+        { name: "worker: running → create returned (default pollMs)", value: ms(wDefault.runningToReturnMs), meaning: "current worker: provision itself waits for Fly's started; includes the gateway-token read" },
+        { name: "worker: status calls per rollout (default pollMs)", value: `${wDefault.statusCalls} (current), ${wOlder1000.statusCalls} (older), ${w408.statusCalls} (408)`, meaning: "GET /api/platform/status calls in one WorkerInstance create, per scenario below" },
+        { name: "worker: running → status read saw it, older worker", value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`, meaning: "after /start returns (running), the provider sleeps pollMs before reading the status again" },
+    ];
+    const tables: Table[] = [
+        {
+            title: `Fly emulator, WarmMachine create (known delay: first pull; started after create ≈ pull + 20 ms start)`,
+            header: ["scenario", "started after create", "started → DELETE", "started → returned", "wait calls (statuses)", "wait calls / min", "requests"],
+            rows: flyRuns.map((r) => [r.label, ms(r.startedAfterCreateMs), ms(r.startedToDeleteMs), ms(r.startedToReturnMs), `${r.waitCalls} (${r.waitStatuses})`, perMinute(r), String(r.totalRequests)]),
+        },
+        {
+            title: `Worker emulator, WorkerInstance create (known delay: Fly first pull ${PULL_MS / 1000} s; 408 scenario: pull ${LONG_PULL_MS / 1000} s, first Fly wait 408 after ${WORKER_WAIT_408_MS / 1000} s)`,
+            header: ["scenario", "pollMs", "running after provision", "running → read saw it", "running → returned", "status calls", "other worker calls", "Fly requests"],
+            rows: workerRuns.map((r) => [r.label, r.pollMs, ms(r.runningAfterProvisionMs), ms(r.runningToSeenMs), ms(r.runningToReturnMs), String(r.statusCalls), r.calls, String(r.flyRequests)]),
+        },
+    ];
+    return {
+        id: 3,
+        title: "Readiness: delay to notice started/running, and requests spent",
+        figures,
+        tables,
+        notes: [
+            "State-change times come from the emulators (Fly machine events; the worker's lastStartedAt), request times from their request logs (arrival), on the same clock.",
+            "WarmMachine has no pollMs: it long-polls Fly's wait endpoint (waitSeconds, default 60), so it notices `started` within a request round trip; waitSeconds 1 is shown as the short-poll contrast.",
+            "The 3-minute pull runs at msPerSecond 50 so that it takes 9 s: its per-minute figure is per emulated minute (each 60 s wait = 3 s real).",
+            "The worker's /provision and /start block until Fly says started, so the provider's polling only matters after a 408 or on older workers; there it sleeps pollMs after a successful /start before reading `running`.",
+        ],
+    };
+}

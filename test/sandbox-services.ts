@@ -1,0 +1,46 @@
+// The emulators a sandbox runs: the Fly Machines emulator in Docker mode (a
+// machine is a container pulled from the local registry) and the worker
+// emulator wired to it. Used by `npm run sandbox` and the end-to-end tests.
+import { FlyEmulator } from "./emulators/fly";
+import { WorkerEmulator } from "./emulators/worker";
+
+export interface SandboxServicesOptions {
+    /** host:port of the registry (user x, password = token). */
+    registryServer: string;
+    /** The Fly API token, also the registry password. */
+    token: string;
+    /** The worker's .dev.vars. */
+    devVarsPath: string;
+    flyPort?: number;
+    workerPort?: number;
+}
+
+export interface SandboxServices {
+    fly: FlyEmulator;
+    worker: WorkerEmulator;
+    close(): Promise<void>;
+}
+
+export async function startSandboxServices(opts: SandboxServicesOptions): Promise<SandboxServices> {
+    const fly = await FlyEmulator.start({
+        port: opts.flyPort,
+        token: opts.token,
+        docker: { registryAuth: { server: opts.registryServer, username: "x", password: opts.token } },
+    });
+    const worker = await WorkerEmulator.start({
+        port: opts.workerPort,
+        devVarsPath: opts.devVarsPath,
+        flyApiUrl: fly.url,
+        registryServer: opts.registryServer,
+        // Stands in for the developer restarting `pnpm start` after .dev.vars changes.
+        reloadDevVarsOnRequest: true,
+    });
+    return {
+        fly,
+        worker,
+        async close() {
+            await worker.close();
+            await fly.close(); // removes every machine container it created
+        },
+    };
+}

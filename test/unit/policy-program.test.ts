@@ -1,0 +1,76 @@
+// The whole pack over what the real program registers (under mocks), for a good
+// configuration and for a bad one.
+import * as assert from "node:assert/strict";
+import { devFlyAppName } from "../../lib/identity";
+import { mockOutputs } from "../mock-outputs";
+import { fakeCheckout, MockedRun, runMockedProgram, unwrapSecrets } from "../mocked-program";
+import { HarnessResource, runPack } from "../policy-harness";
+
+const USER = "policy-user";
+
+function asPolicyResources(run: MockedRun): HarnessResource[] {
+    return run.resources
+        .filter((r) => r.custom)
+        .map((r) => {
+            const { __provider, ...props } = unwrapSecrets(r.inputs);
+            return { type: r.type, name: r.name, urn: r.urn, props, outputs: { ...props, ...mockOutputs(r.type, props) } };
+        });
+}
+
+const DEV_VARS = (extra: string[] = []) =>
+    [
+        "INTERNAL_API_SECRET=policy-internal",
+        "FLY_API_TOKEN=policy-fly",
+        "GATEWAY_TOKEN_SECRET=gw",
+        "WORKER_ENV=development",
+        "FLY_REGISTRY_APP=kiloclaw-dev",
+        ...extra,
+        "",
+    ].join("\n");
+
+describe("the policy pack over the mocked program", function () {
+    this.timeout(120_000);
+
+    it("finds nothing wrong with a good configuration", async () => {
+        const checkout = fakeCheckout({
+            devVars: DEV_VARS([
+                "KILOCODE_API_BASE_URL=https://abc123.ngrok-free.dev/api/openrouter/",
+                `OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,https://${devFlyAppName(USER)}.fly.dev`,
+            ]),
+            envLocal: "DATABASE_URL=postgres://localhost/dev\n",
+        });
+        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER });
+        assert.equal(run.error, undefined, run.error);
+        const violations = await runPack(asPolicyResources(run));
+        assert.deepEqual(violations, []);
+    });
+
+    it("reports the expected violations for a bad one", async () => {
+        const checkout = fakeCheckout({
+            devVars: DEV_VARS([
+                "DEV_MODE=true",
+                "KILOCODE_API_BASE_URL=https://abc123.ngrok-free.dev/api",
+                "OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000",
+            ]),
+            envLocal: "NEXTAUTH_SECRET=override\nOPENROUTER_API_KEY=sk-or-override\n",
+        });
+        // Push to one app while the worker pulls from another (push-dev.sh's trap).
+        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:registryApp": "kiloclaw-other" });
+        assert.equal(run.error, undefined, run.error);
+        const violations = await runPack(asPolicyResources(run));
+        const byPolicy = (name: string) => violations.filter((v) => v.policy === name);
+        assert.deepEqual([...new Set(violations.map((v) => v.policy))].sort(), [
+            "allowed-origins-include-app",
+            "dev-mode-matches-user",
+            "no-secret-overrides-in-env-local",
+            "registry-app-matches-worker",
+            "tunnel-base-url",
+        ]);
+        assert.match(byPolicy("registry-app-matches-worker")[0].message, /kiloclaw-other/);
+        assert.equal(byPolicy("registry-app-matches-worker")[0].level, "mandatory");
+        assert.match(byPolicy("no-secret-overrides-in-env-local")[0].message, /NEXTAUTH_SECRET/);
+        assert.match(byPolicy("allowed-origins-include-app")[0].message, new RegExp(`https://${devFlyAppName(USER)}\\.fly\\.dev`));
+        assert.equal(byPolicy("dev-mode-matches-user")[0].level, "advisory");
+        assert.ok(violations.every((v) => !v.message.includes("sk-or-override") && !v.message.includes("policy-internal")));
+    });
+});
