@@ -35,14 +35,15 @@ function api(props: { flyApiUrl: string; flyApiToken: string }): fly.FlyApi {
     return { baseUrl: props.flyApiUrl, token: props.flyApiToken };
 }
 
-/** Destroys every warm machine of `owner` (left by a run that died before its cleanup). */
-async function removeLeftovers(props: WarmMachineInputs): Promise<number> {
-    const leftovers = await fly.listMachines(api(props), props.appName, { [WARM_OWNER_KEY]: props.owner });
-    for (const m of leftovers) {
-        if (m.state === "destroyed") continue;
-        await fly.destroyMachine(api(props), props.appName, m.id);
-    }
-    return leftovers.filter((m) => m.state !== "destroyed").length;
+/**
+ * Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup,
+ * or made twice by a create retried after Fly acted on a dropped connection.
+ */
+async function removeLeftovers(props: WarmMachineInputs, keep?: string): Promise<number> {
+    const listed = await fly.listMachines(api(props), props.appName, { [WARM_OWNER_KEY]: props.owner });
+    const leftovers = listed.filter((m) => m.id !== keep && m.state !== "destroyed" && m.state !== "destroying");
+    for (const m of leftovers) await fly.destroyMachine(api(props), props.appName, m.id);
+    return leftovers.length;
 }
 
 async function destroyAndConfirm(props: WarmMachineInputs, id: string): Promise<void> {
@@ -62,7 +63,7 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
     },
 
     async create(inputs: WarmMachineInputs): Promise<pulumi.dynamic.CreateResult> {
-        const leftoversRemoved = await removeLeftovers(inputs);
+        let leftoversRemoved = await removeLeftovers(inputs);
         const machine = await fly.createMachine(api(inputs), inputs.appName, {
             name: `warm-${Date.now().toString(36)}`,
             region: inputs.region,
@@ -80,6 +81,7 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
         let lastState = machine.state;
         let waitError: Error | undefined;
         try {
+            leftoversRemoved += await removeLeftovers(inputs, machine.id);
             for (;;) {
                 const remaining = Math.ceil((deadline - Date.now()) / 1000);
                 if (remaining <= 0) {

@@ -42,7 +42,7 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
     const updated = updateDevVars(text, { FLY_IMAGE_TAG: inputs.imageTag, OPENCLAW_VERSION: inputs.openclawVersion });
     if (updated !== text) {
         // Write beside and rename, so the worker never reads half a file.
-        const tmp = `${inputs.devVarsPath}.kiloclaw-rollout.tmp`;
+        const tmp = `${inputs.devVarsPath}.kiloclaw-rollout-${process.pid}.tmp`;
         fs.writeFileSync(tmp, updated, { mode: fs.statSync(inputs.devVarsPath).mode });
         fs.renameSync(tmp, inputs.devVarsPath);
     }

@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # Runs every suite the project has, in order, and closes with one line
-# "tests: N passed, N failed". Needs Docker (scripts/start-docker.sh) and, for
-# the end-to-end suite, a `pulumi` CLI on PATH (scripts/install-pulumi.sh).
+# "tests: N passed, N failed". Needs Docker and, for the end-to-end suite, a
+# `pulumi` CLI: it starts dockerd (scripts/start-docker.sh) and builds the CLI
+# (scripts/install-pulumi.sh) when they are missing.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# A fresh Debian machine gets what the suites need; elsewhere, say what is missing.
+missing=()
+for tool in docker dockerd docker-registry htpasswd curl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "=== installing ${missing[*]} (scripts/ci-deps.sh)"
+    bash scripts/ci-deps.sh
+  else
+    echo "=== missing ${missing[*]}: install Docker, docker-registry, htpasswd and curl (Debian: sudo bash scripts/ci-deps.sh)" >&2
+  fi
+fi
+bash scripts/start-docker.sh || echo "=== no Docker engine: the Docker suites will fail (see above)" >&2
+if ! command -v pulumi >/dev/null && command -v go >/dev/null; then
+  echo "=== no pulumi CLI on PATH: building one from Go modules (scripts/install-pulumi.sh)"
+  PATH="$(bash scripts/install-pulumi.sh | tail -1):$PATH"
+  export PATH
+fi
 
 passed=0
 failed=0

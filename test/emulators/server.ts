@@ -16,6 +16,8 @@ export interface FaultRule {
     delayMs?: number;
     /** Destroy the socket without answering. */
     drop?: boolean;
+    /** Handle the request, then destroy the socket instead of answering (the server acted, the client never hears). */
+    dropAfter?: boolean;
     /** How many matching requests the rule applies to (default 1). */
     times?: number;
 }
@@ -146,6 +148,11 @@ export class EmulatorServer {
             reply = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
         }
         entry.status = reply.status;
+        if (fault?.dropAfter) {
+            entry.faulted = true;
+            req.socket.destroy();
+            return;
+        }
         sendJson(res, reply);
     }
 }

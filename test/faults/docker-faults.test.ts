@@ -31,8 +31,8 @@ const DOCKER_MS_PER_SECOND = 50;
 
 describe("faults: the Docker-backed path", function () {
     this.timeout(600_000);
-    const run = randomBytes(4).toString("hex");
-    const local = (name: string) => `kiloclaw-faults-${run}:${name}`;
+    const runId = randomBytes(4).toString("hex");
+    const local = (name: string) => `kiloclaw-faults-${runId}:${name}`;
     const images = { good: local("good"), exits: local("exits"), noGateway: local("no-gateway"), wrongVersion: local("wrong-version") };
     let registry: LocalRegistry;
     let scratch: string;
@@ -96,63 +96,63 @@ describe("faults: the Docker-backed path", function () {
         stageScope(stage, { docker: true, registries: [registry.server], scratchDirs: [stage.dir, scratch], ...extra });
 
     it("container won't start: the smoke test names the runbook's debug step, no container left", () =>
-        fault("image exits at startup (smoke test)", async (r) => {
+        fault("image exits at startup (smoke test)", async (run) => {
             const result = await smoke(images.exits);
             assert.equal(result.code, 1);
             assert.match(result.stderr, /startup: the container exited with code 1/);
             assert.match(result.stderr, /config generation failed/);
             assert.match(result.stderr, /Next step \(runbook Step 1\): debug the entrypoint/);
-            r.outcome = "stopped-with-message";
-            await r.checkLeaks(scriptScope(images.exits));
+            run.outcome = "stopped-with-message";
+            await run.checkLeaks(scriptScope(images.exits));
         }));
 
     it("gateway not responding: the smoke test names the runbook's checks, no container left", () =>
-        fault("gateway not responding (smoke test)", async (r) => {
+        fault("gateway not responding (smoke test)", async (run) => {
             const result = await smoke(images.noGateway, { GATEWAY_DEADLINE_SECONDS: "4" });
             assert.equal(result.code, 1);
             assert.match(result.stderr, /gateway: no HTTP 2xx/);
             assert.match(result.stderr, /"Gateway not responding"/);
             assert.match(result.stderr, /docker exec kiloclaw-test curl http:\/\/localhost:18789\//);
-            r.outcome = "stopped-with-message";
-            await r.checkLeaks(scriptScope(images.noGateway));
+            run.outcome = "stopped-with-message";
+            await run.checkLeaks(scriptScope(images.noGateway));
         }));
 
     it("openclaw version differs from the pin: the smoke test says to align the pin, no container left", () =>
-        fault("openclaw version != pin (smoke test)", async (r) => {
+        fault("openclaw version != pin (smoke test)", async (run) => {
             const result = await smoke(images.wrongVersion);
             assert.equal(result.code, 1);
             assert.match(result.stderr, /printed '2026\.2\.8' but the expected version is '2026\.2\.9'/);
             assert.match(result.stderr, /align the Dockerfile pin/);
-            r.outcome = "stopped-with-message";
-            await r.checkLeaks(scriptScope(images.wrongVersion));
+            run.outcome = "stopped-with-message";
+            await run.checkLeaks(scriptScope(images.wrongVersion));
         }));
 
     it("the registry refuses the Fly token: the push names `fly auth token`, no login left", () =>
-        fault("registry refuses the token (push)", async (r) => {
+        fault("registry refuses the token (push)", async (run) => {
             const result = await push(images.good, pushed("dev-refused00000"), "not-the-registry-token");
             assert.equal(result.code, 1);
             assert.match(result.stderr, /the Fly token was refused by/);
             assert.match(result.stderr, /fly auth token/);
             assert.match(result.stderr, /pulumi config set --secret kiloclaw:flyApiToken/);
-            r.outcome = "stopped-with-message";
+            run.outcome = "stopped-with-message";
             await removeImages([pushed("dev-refused00000")]);
-            await r.checkLeaks(scriptScope(images.good));
+            await run.checkLeaks(scriptScope(images.good));
         }));
 
     it("the registry is unreachable: the push says so, no login left", () =>
-        fault("registry unreachable (push)", async (r) => {
+        fault("registry unreachable (push)", async (run) => {
             const dead = `127.0.0.1:${await freePort()}`;
             const result = await push(images.good, `${dead}/${REGISTRY_APP}:dev-unreach00000`, registry.token, dead);
             assert.equal(result.code, 1);
             assert.match(result.stderr, new RegExp(`registry ${dead.replace(/\./g, "\\.")} is unreachable`));
             assert.match(result.stderr, /Check the server name and your network/);
-            r.outcome = "stopped-with-message";
+            run.outcome = "stopped-with-message";
             await removeImages([`${dead}/${REGISTRY_APP}:dev-unreach00000`]);
-            await r.checkLeaks({ ...scriptScope(images.good), registries: [registry.server, dead] });
+            await run.checkLeaks({ ...scriptScope(images.good), registries: [registry.server, dead] });
         }));
 
     it("machine won't start (its container exits): stops with `fly logs`, removes instance and container", () =>
-        fault("instance container exits (machine won't start)", (r) =>
+        fault("instance container exits (machine won't start)", (run) =>
             withDockerStage(async (stage) => {
                 const result = await rollout(stage, {
                     warm: false,
@@ -163,13 +163,13 @@ describe("faults: the Docker-backed path", function () {
                 assert.match(err.message, /failed to start/);
                 assert.match(err.message, new RegExp(`fly logs --app ${devFlyAppName(stage.userId)} --no-tail`));
                 assert.match(err.message, /destroyed through the worker/);
-                r.outcome = "stopped-with-message";
-                await r.checkLeaks(dockerScope(stage));
+                run.outcome = "stopped-with-message";
+                await run.checkLeaks(dockerScope(stage));
             }),
         ));
 
     it("SIGKILL while the warm machine runs as a container: the next run removes machine and container, then rolls out", () =>
-        fault("SIGKILL mid warm-up (Docker mode)", (r) =>
+        fault("SIGKILL mid warm-up (Docker mode)", (run) =>
             withDockerStage(async (stage) => {
                 const inputs = warmInputs(stage, { image: pushed(TAG), timeoutSeconds: 120 });
                 // Hold the child's wait so the kill lands while the machine's container runs.
@@ -201,8 +201,8 @@ describe("faults: the Docker-backed path", function () {
                 const port = stage.fly.hostPort(devFlyAppName(stage.userId), done.instance.outs.flyMachineId!);
                 assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200, "the instance's gateway answers");
                 await destroyRollout(done);
-                r.outcome = "completed";
-                await r.checkLeaks(dockerScope(stage, { pids: [child.pid!] }));
+                run.outcome = "completed";
+                await run.checkLeaks(dockerScope(stage, { pids: [child.pid!] }));
             }),
         ));
 });

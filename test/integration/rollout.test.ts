@@ -70,7 +70,7 @@ describe("a rollout on real Docker", function () {
 
         const smoke = await runScript("smoke-test.sh", [], { env: { IMAGE: local, EXPECTED_OPENCLAW_VERSION: version, STARTUP_DEADLINE_SECONDS: "30", GATEWAY_DEADLINE_SECONDS: "30" } });
         assert.equal(smoke.code, 0, smoke.stdout + smoke.stderr);
-        assert.deepEqual(await containersWithLabel(SMOKE_LABEL), []);
+        assert.deepEqual(await containersWithLabel(SMOKE_LABEL, [local]), []);
 
         const push = await runScript("push-image.sh", [], {
             env: { SOURCE_IMAGE: local, TARGET_IMAGE: target, REGISTRY_SERVER: registry.server, REGISTRY_USERNAME: "x" },

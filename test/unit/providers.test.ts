@@ -119,6 +119,16 @@ describe("WarmMachine provider against the Fly emulator", function () {
         assert.deepEqual(fly.requests.filter((r) => r.method === "POST").map((r) => r.status), [503, 429, 0, 200]);
     });
 
+    it("destroys the twin a retried create made when Fly acted but the answer was lost", async () => {
+        fly.inject({ method: "POST", path: /\/machines$/, dropAfter: true });
+        const { id, outs } = await warm.create(inputs());
+        const machines = fly.machines("kiloclaw-dev");
+        assert.equal(machines.length, 2, "the retry should have created a second machine");
+        assert.equal(outs.leftoversRemoved, 1);
+        assert.ok(machines.some((m) => m.id === id));
+        assert.deepEqual(machines.filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+    });
+
     it("explains a refused token", async () => {
         const err = await rejects(warm.create(inputs({ flyApiToken: "fm2_wrong" })));
         assert.match(err.message, /\(401\)/);
