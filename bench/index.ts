@@ -78,6 +78,8 @@ function machineFacts(): Array<[string, string]> {
         ["node", process.version],
         ["docker", commandOutput("docker", ["version", "--format", "client {{.Client.Version}}, engine {{.Server.Version}}"])],
         ["OS", `${os.type()} ${os.release()} (${os.arch()})`],
+        // Other work on the machine (a test suite on the same Docker engine) shows up as noise.
+        ["load average at start", os.loadavg().map((l) => l.toFixed(2)).join(", ")],
         ["commit", `${commandOutput("git", ["-C", REPO_ROOT, "rev-parse", "--short", "HEAD"])}${dirty ? " + uncommitted changes" : ""}`],
     ];
 }

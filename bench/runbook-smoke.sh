@@ -11,12 +11,13 @@
 # It prints "runbook-smoke: step <name> <ms>" lines so the bench can tell the
 # fixed sleeps and the `docker stop` waits apart.
 #
-# Env: IMAGE (required), HOST_PORT (default: a free port found here).
+# Env: IMAGE (required), HOST_PORT (default: a free port found here),
+#      RUN_ID (default: random) the container name suffix.
 # Exit: the exit status of the first command of a chain that failed, as the runbook's `&&` gives.
 set -uo pipefail
 
 IMAGE="${IMAGE:?IMAGE is required (a local image)}"
-suffix="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+suffix="${RUN_ID:-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}"
 C_TEST="kiloclaw-test-$suffix"
 C_GATEWAY="kiloclaw-gateway-$suffix"
 
@@ -34,6 +35,9 @@ cleanup() {
   docker rm -f "$C_TEST" "$C_GATEWAY" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+# A signal ends the script (and so runs the EXIT trap) once the current command returns.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 step() { # step NAME COMMAND...: runs it, prints how long it took, returns its status

@@ -4,8 +4,9 @@
 // to fail when the gateway never opens.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import * as os from "node:os";
 import * as path from "node:path";
-import { freePort, run, REPO_ROOT, RunResult } from "../test/integration/docker";
+import { freePort, run, REPO_ROOT, RunningProcess, RunResult, startProcess } from "../test/integration/docker";
 import { onCleanup } from "./cleanup";
 import { BenchResult, Figure, median, ms, ratio, Table, timed } from "./report";
 
@@ -40,19 +41,42 @@ async function mustRun(what: string, command: string, args: string[], env?: Reco
     return r;
 }
 
+/** Waits for a script; if the bench is interrupted meanwhile, SIGTERM lets the script remove its containers. */
+async function untilDone(p: RunningProcess): Promise<RunResult> {
+    const stop = onCleanup(`script pid ${p.child.pid}`, () => {
+        if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGTERM");
+    });
+    try {
+        return await p.done;
+    } finally {
+        await stop(); // a no-op once the script has exited
+    }
+}
+
+/**
+ * Docker filters that find the containers of the runs we started, and only those: smoke-test.sh
+ * labels its containers with owner "<hostname>:<its pid>", runbook-smoke.sh names them with RUN_ID.
+ * (An `ancestor=` filter would also match other people's containers of an identical image.)
+ */
+const ourContainers: string[][] = [];
+
 async function projectSmoke(image: string, extraEnv: Record<string, string> = {}): Promise<{ ms: number; result: RunResult }> {
-    const { result, ms: took } = await timed(() =>
-        run("bash", [path.join(REPO_ROOT, "scripts", "smoke-test.sh")], {
+    const { result, ms: took } = await timed(() => {
+        const p = startProcess("bash", [path.join(REPO_ROOT, "scripts", "smoke-test.sh")], {
             env: { IMAGE: image, EXPECTED_OPENCLAW_VERSION: EXPECTED_VERSION, ...extraEnv },
-        }),
-    );
+        });
+        ourContainers.push(["--filter", `label=kiloclaw-rollout.smoke.owner=${os.hostname()}:${p.child.pid}`]);
+        return untilDone(p);
+    });
     return { ms: took, result };
 }
 
 async function runbookSmoke(image: string): Promise<RunbookRun> {
     const port = await freePort();
+    const runId = `bench-${randomBytes(4).toString("hex")}`;
+    ourContainers.push(["--filter", `name=kiloclaw-test-${runId}`], ["--filter", `name=kiloclaw-gateway-${runId}`]);
     const { result, ms: took } = await timed(() =>
-        run("bash", [path.join(__dirname, "runbook-smoke.sh")], { env: { IMAGE: image, HOST_PORT: String(port) } }),
+        untilDone(startProcess("bash", [path.join(__dirname, "runbook-smoke.sh")], { env: { IMAGE: image, HOST_PORT: String(port), RUN_ID: runId } })),
     );
     const steps: Record<string, number> = {};
     for (const m of result.stderr.matchAll(/^runbook-smoke: step (\S+) (\d+)$/gm)) steps[m[1]] = Number(m[2]);
@@ -63,13 +87,22 @@ function tail(text: string, lines = 12): string {
     return text.trim().split("\n").slice(-lines).join("\n");
 }
 
-/** Containers of `image` still present (running or not). */
-async function leftoverContainers(image: string): Promise<string[]> {
-    const r = await run("docker", ["ps", "-aq", "--filter", `ancestor=${image}`]);
-    return r.stdout.split("\n").filter((l) => l.trim() !== "");
+/** Containers of our runs still present (running or not), as "name (status)". */
+async function leftoverContainers(): Promise<string[]> {
+    const left: string[] = [];
+    for (const filter of ourContainers) {
+        const r = await run("docker", ["ps", "-a", ...filter, "--format", "{{.Names}} ({{.Status}})"]);
+        left.push(...r.stdout.split("\n").filter((l) => l.trim() !== ""));
+    }
+    return left;
+}
+
+function progress(text: string): void {
+    console.log(`  ${text}`);
 }
 
 export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
+    ourContainers.length = 0;
     if (!dockerAnswers()) throw new Error("Docker is not running: run `bash scripts/start-docker.sh`, then `npm run bench -- --only 1`.");
     const suffix = `${process.pid}-${randomBytes(3).toString("hex")}`;
     const goodImage = `kiloclaw-bench:${suffix}`;
@@ -115,6 +148,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
         runbook.push(rb!);
         const stops = (rb!.steps["startup-stop"] ?? 0) + (rb!.steps["gateway-stop"] ?? 0);
         repRows.push([String(i + 1), ms(p), ms(rb!.ms), ms(stops), ms(rb!.ms - stops), ratio(rb!.ms / p)]);
+        progress(`rep ${i + 1}/${opts.reps}: project ${ms(p)}, runbook ${ms(rb!.ms)}`);
     }
     const projectMedian = median(project);
     const runbookMedian = median(runbook.map((r) => r.ms));
@@ -124,6 +158,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
 
     // ---- gateway never opens ----
     const failRows: string[][] = [];
+    progress(`gateway never opens: 3 runs at once (up to ~${DEFAULT_GATEWAY_DEADLINE_S + 5} s)...`);
     // All three at once: each is bound by its deadline or fixed sleeps (polls every 0.5 s), not by CPU.
     const [failDefault, failSmall, failRunbook] = await Promise.all([
         projectSmoke(noGatewayImage),
@@ -140,7 +175,8 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     failRows.push(["runbook-smoke.sh (fixed sleeps; fails at `curl -f`)", ms(failRunbook.ms), String(failRunbook.code)]);
     if (failRunbook.code === 0) notes.push("Unexpected: the runbook commands passed on the no-gateway fixture.");
 
-    const left = [...(await leftoverContainers(goodImage)), ...(await leftoverContainers(noGatewayImage))];
+    const left = await leftoverContainers();
+    if (left.length > 0) notes.push(`Containers left behind: ${left.join(", ")}.`);
 
     const figures: Figure[] = [
         { name: "project validation, median", value: ms(projectMedian), meaning: `\`bash scripts/smoke-test.sh\` on the fixture image, ${opts.reps} run(s): version, startup (3 s settle), gateway by polling` },
@@ -152,7 +188,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
         { name: `fail time, gateway never opens (deadline ${SMALL_GATEWAY_DEADLINE_S} s)`, value: ms(failSmall.ms), meaning: `the same with GATEWAY_DEADLINE_SECONDS=${SMALL_GATEWAY_DEADLINE_S} → exit ${failSmall.result.code}` },
         { name: "runbook fail time, gateway never opens", value: ms(failRunbook.ms), meaning: `runbook commands on the same image: \`curl -f\` fails after the fixed sleeps → exit ${failRunbook.code}` },
         { name: "bench image build", value: ms(build.ms), meaning: "`docker build --platform linux/amd64` of test/fixtures/kiloclaw (layer cache may be warm)" },
-        { name: "containers left behind", value: String(left.length), meaning: "containers of the two bench images still present after every run (should be 0)" },
+        { name: "containers left behind", value: String(left.length), meaning: "containers carrying our runs' names or owner labels still present afterwards (should be 0)" },
     ];
     const tables: Table[] = [
         { title: "Passing image, each repetition", header: ["rep", "project", "runbook", "runbook stop waits", "runbook − stops", "runbook/project"], rows: repRows },

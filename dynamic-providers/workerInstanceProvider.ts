@@ -97,6 +97,7 @@ async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.
         throw platform.workerError(`Provisioning the instance of ${inputs.userId}`, res);
     }
 
+    let startedLastRound = false;
     for (;;) {
         const s = await platform.getStatus(api(inputs), inputs.userId);
         if (s.status === "running") return s;
@@ -112,7 +113,13 @@ async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.
             const started = await platform.startInstance(api(inputs), inputs.userId);
             if (machineFailed(started)) throw machineFailedError(inputs, started);
             if (started.status !== 200 && !isFirstPullTimeout(started)) throw platform.workerError(`Starting the instance of ${inputs.userId}`, started);
+            // The worker answers /start once the machine is started: read the status at once (once in a row).
+            if (started.status === 200 && !startedLastRound) {
+                startedLastRound = true;
+                continue;
+            }
         }
+        startedLastRound = false;
         await sleep(inputs.pollMs ?? 1000);
     }
 }
