@@ -34,15 +34,19 @@ describe("the Pulumi engine against the sandbox", function () {
     const refs: string[] = [];
 
     // Async on purpose: the emulators live in this process and must keep answering while pulumi runs.
-    async function pulumi(args: string[], opts: { allowFail?: boolean } = {}): Promise<Result> {
+    async function pulumi(args: string[], opts: { allowFail?: boolean; input?: string } = {}): Promise<Result> {
         // `stack` subcommands take no --config-file; the others read the stack's config from it.
         const configArgs = args[0] === "stack" ? [] : ["--config-file", configFile];
-        const r = await run("pulumi", [...args, "--non-interactive", "--stack", STACK, ...configArgs], { env: env as Record<string, string>, cwd: REPO });
+        const dashes = args.includes("--") ? args.indexOf("--") : args.length;
+        const argv = [...args.slice(0, dashes), "--non-interactive", "--stack", STACK, ...configArgs, ...args.slice(dashes)];
+        const r = await run("pulumi", argv, { env: env as Record<string, string>, cwd: REPO, input: opts.input });
         const out = `${r.stdout}${r.stderr}`;
         if (r.code !== 0 && !opts.allowFail) throw new Error(`pulumi ${args.join(" ")} failed (${r.code}):\n${out}`);
         return { code: r.code ?? -1, out };
     }
-    const config = (key: string, value: string, secret = false) => pulumi(["config", "set", ...(secret ? ["--secret"] : []), `kiloclaw:${key}`, value]);
+    // Secrets go on stdin: never on a command line (nor into an error message).
+    const config = (key: string, value: string, secret = false) =>
+        secret ? pulumi(["config", "set", "--secret", `kiloclaw:${key}`], { input: value }) : pulumi(["config", "set", `kiloclaw:${key}`, "--", value]);
     const outputs = async () => JSON.parse((await pulumi(["stack", "output", "--json"])).out.replace(/^[^{]*/, ""));
     const exportState = async () => (await pulumi(["stack", "export"])).out;
 
