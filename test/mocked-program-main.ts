@@ -4,6 +4,7 @@
 // its config once, at import.
 import * as pulumi from "@pulumi/pulumi";
 import { mockOutputs } from "./mock-outputs";
+import type { RegisteredResource as Registered } from "./mocked-program";
 
 interface Input {
     stack?: string;
@@ -11,15 +12,6 @@ interface Input {
     secretKeys?: string[];
 }
 
-interface Registered {
-    type: string;
-    name: string;
-    urn: string;
-    custom: boolean;
-    parent: string;
-    dependencies: string[];
-    inputs: Record<string, unknown>;
-}
 
 async function main(): Promise<void> {
     const input: Input = JSON.parse(process.env.MOCKED_PROGRAM_INPUT ?? "{}");

@@ -1,8 +1,8 @@
 // Runs the program under mocks in a child process (see mocked-program-main.ts).
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { scratchDir } from "./scratch";
 
 export interface RegisteredResource {
     type: string;
@@ -53,7 +53,7 @@ export interface FakeCheckout {
 
 /** A cloud/ checkout with kiloclaw/{Dockerfile,.dev.vars} and an optional .env.development.local. */
 export function fakeCheckout(opts: { dockerfile?: string; devVars?: string; envLocal?: string } = {}): FakeCheckout {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-cloud-"));
+    const root = scratchDir("kiloclaw-cloud-");
     const kiloclawDir = path.join(root, "kiloclaw");
     fs.mkdirSync(kiloclawDir);
     fs.writeFileSync(

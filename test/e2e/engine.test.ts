@@ -116,6 +116,8 @@ describe("the Pulumi engine against the sandbox", function () {
         if (configFile && fs.existsSync(configFile)) await pulumi(["destroy", "--yes", "--skip-preview"], { allowFail: true });
         await services?.close();
         await registry?.stop();
+        // The warm and instance machines pulled these onto the engine.
+        await removeImages(refs);
         if (work) fs.rmSync(work, { recursive: true, force: true });
     });
 

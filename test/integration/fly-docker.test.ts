@@ -6,11 +6,11 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { assertDockerRunning, docker, EMULATOR_LABEL } from "../emulators/docker-machines";
 import { FlyEmulator } from "../emulators/fly";
+import { freePort } from "./docker";
 import { until } from "../emulators/server";
 
 const FIXTURES = path.resolve(__dirname, "..", "fixtures");
@@ -42,16 +42,6 @@ function registryScript(action: string, env: NodeJS.ProcessEnv): Promise<void> {
     });
 }
 
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer().listen(0, "127.0.0.1", () => {
-            const { port } = srv.address() as net.AddressInfo;
-            srv.close(() => resolve(port));
-        });
-        srv.on("error", reject);
-    });
-}
-
 /** Logins left in ~/.docker, or anything left in the emulator's scratch dir. */
 function leftoverLogins(server: string, scratchDir: string): string[] {
     const found: string[] = [];
@@ -78,6 +68,10 @@ describe("FlyEmulator in docker mode", function () {
         await assertDockerRunning();
         await build("kiloclaw", GOOD_IMAGE);
         await build("kiloclaw-exits", EXITS_IMAGE);
+    });
+
+    after(async () => {
+        await docker(["rmi", "-f", GOOD_IMAGE, EXITS_IMAGE]);
     });
 
     afterEach(async () => {

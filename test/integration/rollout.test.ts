@@ -4,7 +4,6 @@
 // emulator, destroy through the worker — and nothing left behind.
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { pushedDigest } from "../../components/RegistryPush";
 import { warmMachineProvider } from "../../dynamic-providers/warmMachineProvider";
@@ -17,6 +16,7 @@ import { EMULATOR_LABEL } from "../emulators/docker-machines";
 import { FlyEmulator } from "../emulators/fly";
 import { WorkerEmulator } from "../emulators/worker";
 import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, SMOKE_LABEL, startRegistry } from "./docker";
+import { scratchDir } from "../scratch";
 
 const USER = "rehearsal-user";
 const INTERNAL_KEY = "rollout-internal-key";
@@ -35,7 +35,7 @@ describe("a rollout on real Docker", function () {
     before(async () => {
         assertDockerRunning();
         registry = await startRegistry();
-        checkout = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-rehearsal-"));
+        checkout = scratchDir("kiloclaw-rehearsal-");
         fs.cpSync(path.join(FIXTURES_DIR, "kiloclaw"), checkout, { recursive: true });
         fs.writeFileSync(
             path.join(checkout, ".dev.vars"),

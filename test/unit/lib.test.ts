@@ -2,16 +2,16 @@ import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { hashBuildContext, imageTagForContext, isIgnored, listContextFiles, parseDockerignore } from "../../lib/contextHash";
 import { parseDevVars, updateDevVars } from "../../lib/devVars";
 import { flyAuthorizationHeader } from "../../lib/flyAuth";
 import { decodeInstanceId, devFlyAppName, sandboxIdFor } from "../../lib/identity";
 import { findOpenclawPin, parseOpenclawPin } from "../../lib/openclawPin";
+import { scratchDir } from "../scratch";
 
 function tempContext(files: Record<string, string>): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-ctx-"));
+    const dir = scratchDir("kiloclaw-ctx-");
     for (const [rel, content] of Object.entries(files)) {
         fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
         fs.writeFileSync(path.join(dir, rel), content);

@@ -10,6 +10,7 @@ import { workerInstanceProvider, WorkerInstanceInputs } from "../../dynamic-prov
 import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator } from "../emulators/fly";
 import { WorkerEmulator } from "../emulators/worker";
+import { scratchDir } from "../scratch";
 
 type Provider = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">>;
 const warm = warmMachineProvider as Provider;
@@ -30,7 +31,7 @@ async function rejects(p: Promise<unknown>): Promise<Error> {
 }
 
 function devVarsFile(extra: Record<string, string> = {}): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-devvars-"));
+    const dir = scratchDir("kiloclaw-devvars-");
     const file = path.join(dir, ".dev.vars");
     const vars = {
         INTERNAL_API_SECRET: INTERNAL_KEY,
