@@ -28,18 +28,16 @@ describe("the Pulumi engine against the sandbox", function () {
     let services: SandboxServices;
     let work: string;
     let checkout: string;
-    let configFile: string;
+    let project: string;
     let env: NodeJS.ProcessEnv;
     const tags = ["dev-e2e00000000a", "dev-e2e00000000b"];
     const refs: string[] = [];
 
     // Async on purpose: the emulators live in this process and must keep answering while pulumi runs.
     async function pulumi(args: string[], opts: { allowFail?: boolean; input?: string } = {}): Promise<Result> {
-        // `stack` subcommands take no --config-file; the others read the stack's config from it.
-        const configArgs = args[0] === "stack" ? [] : ["--config-file", configFile];
         const dashes = args.includes("--") ? args.indexOf("--") : args.length;
-        const argv = [...args.slice(0, dashes), "--non-interactive", "--stack", STACK, ...configArgs, ...args.slice(dashes)];
-        const r = await run("pulumi", argv, { env: env as Record<string, string>, cwd: REPO, input: opts.input });
+        const argv = [...args.slice(0, dashes), "--non-interactive", "--stack", STACK, ...args.slice(dashes)];
+        const r = await run("pulumi", argv, { env: env as Record<string, string>, cwd: project, input: opts.input });
         const out = `${r.stdout}${r.stderr}`;
         if (r.code !== 0 && !opts.allowFail) throw new Error(`pulumi ${args.join(" ")} failed (${r.code}):\n${out}`);
         return { code: r.code ?? -1, out };
@@ -97,7 +95,13 @@ describe("the Pulumi engine against the sandbox", function () {
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         };
         fs.mkdirSync(path.join(work, "state"));
-        configFile = path.join(work, `Pulumi.${STACK}.yaml`);
+        // A project in the temp dir whose program is this repository: stack files stay out of the repo.
+        project = path.join(work, "project");
+        fs.mkdirSync(project);
+        fs.writeFileSync(
+            path.join(project, "Pulumi.yaml"),
+            `name: kiloclaw-rollout\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.relative(project, REPO)}\n`,
+        );
         await pulumi(["stack", "init", "--secrets-provider", "passphrase"]);
         await config("kiloclawDir", checkout);
         await config("userId", USER);
@@ -113,7 +117,7 @@ describe("the Pulumi engine against the sandbox", function () {
     });
 
     after(async () => {
-        if (configFile && fs.existsSync(configFile)) await pulumi(["destroy", "--yes", "--skip-preview"], { allowFail: true });
+        if (project && fs.existsSync(path.join(project, `Pulumi.${STACK}.yaml`))) await pulumi(["destroy", "--yes", "--skip-preview"], { allowFail: true });
         await services?.close();
         await registry?.stop();
         // The warm and instance machines pulled these onto the engine.
@@ -167,10 +171,10 @@ describe("the Pulumi engine against the sandbox", function () {
     });
 
     it("5. the policy pack passes a good configuration and stops a violating one with its messages", async () => {
-        const good = await pulumi(["preview", "--policy-pack", "policy"]);
+        const good = await pulumi(["preview", "--policy-pack", path.join(REPO, "policy")]);
         assert.match(good.out, /kiloclaw-rollout/);
         await config("registryApp", "some-other-app");
-        const bad = await pulumi(["preview", "--policy-pack", "policy"], { allowFail: true });
+        const bad = await pulumi(["preview", "--policy-pack", path.join(REPO, "policy")], { allowFail: true });
         await config("registryApp", APP);
         assert.notEqual(bad.code, 0, bad.out);
         assert.match(bad.out, /mandatory/);
