@@ -3,24 +3,21 @@
 // news = the same inputs) and read run for all three, and we count what the
 // emulators saw during that second phase: no POST/PUT/DELETE may appear.
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { warmMachineProvider, WarmMachineInputs } from "../dynamic-providers/warmMachineProvider";
-import { workerImageVersionProvider, WorkerImageVersionInputs } from "../dynamic-providers/workerImageVersionProvider";
-import { workerInstanceProvider, WorkerInstanceInputs } from "../dynamic-providers/workerInstanceProvider";
-import { devFlyAppName } from "../lib/identity";
-import { FlyEmulator } from "../test/emulators/fly";
+import { warmMachineProvider } from "../dynamic-providers/warmMachineProvider";
+import { workerImageVersionProvider } from "../dynamic-providers/workerImageVersionProvider";
+import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvider";
 import { RequestLogEntry } from "../test/emulators/server";
-import { WorkerEmulator } from "../test/emulators/worker";
+import {
+    closeStage,
+    instanceInputs as stageInstanceInputs,
+    startStage,
+    versionInputs as stageVersionInputs,
+    warmInputs as stageWarmInputs,
+} from "../test/stage";
 import { onCleanup, withCleanup } from "./cleanup";
 import { BenchResult, Figure, ms, timed } from "./report";
 
-const FLY_TOKEN = "fm2_bench_token";
-const INTERNAL_KEY = "bench-internal-key";
-const APP = "kiloclaw-dev";
-const TAG = "dev-bench00000004";
-const USER = "bench-noop-user";
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 type Provider = pulumi.dynamic.ResourceProvider;
@@ -50,64 +47,14 @@ function countByMethod(entries: RequestLogEntry[]): string {
 
 export async function noopBenchmark(): Promise<BenchResult> {
     return withCleanup(async () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-bench-noop-"));
-        onCleanup(`temp dir ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
-        const devVarsPath = path.join(dir, ".dev.vars");
-        fs.writeFileSync(
-            devVarsPath,
-            [
-                `INTERNAL_API_SECRET=${INTERNAL_KEY}`,
-                "GATEWAY_TOKEN_SECRET=bench-gateway-secret",
-                `FLY_API_TOKEN=${FLY_TOKEN}`,
-                "WORKER_ENV=development",
-                `FLY_REGISTRY_APP=${APP}`,
-                "FLY_IMAGE_TAG=dev-old",
-                "OPENCLAW_VERSION=2026.2.8",
-            ].join("\n") + "\n",
-        );
-        // Fast emulator time: phase one only has to get the resources created.
-        const fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 10 });
-        onCleanup("Fly emulator", () => fly.close());
-        // The worker re-reads .dev.vars per request, standing in for the `pnpm start` restart after the tag changes.
-        const worker = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, reloadDevVarsOnRequest: true });
-        onCleanup("worker emulator", () => worker.close());
-
-        const warmInputs: WarmMachineInputs = {
-            flyApiUrl: fly.url,
-            appName: APP,
-            region: "iad",
-            image: `registry.fly.io/${APP}:${TAG}`,
-            env: { KILOCODE_API_KEY: "warm" },
-            flyApiToken: FLY_TOKEN,
-            owner: "kiloclaw-rollout.bench",
-            timeoutSeconds: 60,
-        };
-        const versionInputs: WorkerImageVersionInputs = {
-            devVarsPath,
-            imageTag: TAG,
-            openclawVersion: "2026.2.9",
-            openclawPin: "2026.2.9",
-            registryServer: "registry.fly.io",
-            registryApp: APP,
-            workerRegistryApp: APP,
-            workerUrl: worker.url,
-            internalApiKey: INTERNAL_KEY,
-            publish: true,
-            workerSettings: { WORKER_ENV: "development" },
-            envLocalKeys: [],
-        };
-        const instanceInputs: WorkerInstanceInputs = {
-            workerUrl: worker.url,
-            userId: USER,
-            imageTag: TAG,
-            openclawVersion: "2026.2.9",
-            region: "iad",
-            kilocodeApiKey: "test-key",
-            internalApiKey: INTERNAL_KEY,
-            expectedFlyAppName: devFlyAppName(USER),
-            timeoutSeconds: 60,
-            pollMs: 50,
-        };
+        // Fast emulator time: phase one only has to get the resources created. The worker re-reads
+        // .dev.vars per request, standing in for the `pnpm start` restart after the tag changes.
+        const stage = await startStage({ fly: { msPerSecond: 10 }, worker: { reloadDevVarsOnRequest: true } });
+        onCleanup("emulators and temp dir", () => closeStage(stage));
+        const { fly, worker, devVarsPath } = stage;
+        const warmInputs = stageWarmInputs(stage, { owner: "kiloclaw-rollout.bench", timeoutSeconds: 60 });
+        const versionInputs = stageVersionInputs(stage);
+        const instanceInputs = stageInstanceInputs(stage, { timeoutSeconds: 60, pollMs: 50 });
         const cases: ProviderCase[] = [
             { name: "WarmMachine", provider: warmMachineProvider, inputs: { ...warmInputs } },
             { name: "WorkerImageVersion", provider: workerImageVersionProvider, inputs: { ...versionInputs } },

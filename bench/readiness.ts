@@ -2,24 +2,15 @@
 // they spend waiting. The emulators delay the state change by a known amount
 // (msPerSecond 1000, so the waits are real), record when it happened (Fly machine
 // events, the worker's instance record) and log every request with its arrival time.
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { warmMachineProvider, WarmMachineInputs } from "../dynamic-providers/warmMachineProvider";
-import { workerInstanceProvider, WorkerInstanceInputs } from "../dynamic-providers/workerInstanceProvider";
-import { devFlyAppName } from "../lib/identity";
-import { FlyEmulator, FlyEmulatorOptions } from "../test/emulators/fly";
+import { warmMachineProvider } from "../dynamic-providers/warmMachineProvider";
+import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvider";
+import { FlyEmulatorOptions } from "../test/emulators/fly";
 import { RequestLogEntry } from "../test/emulators/server";
-import { WorkerEmulator } from "../test/emulators/worker";
+import { closeStage, instanceInputs, REGISTRY_APP, startStage, TAG, VERSION, warmInputs } from "../test/stage";
 import { onCleanup, withCleanup } from "./cleanup";
 import { BenchResult, Figure, ms, Table } from "./report";
 
-const FLY_TOKEN = "fm2_bench_token";
-const INTERNAL_KEY = "bench-internal-key";
-const APP = "kiloclaw-dev";
-const TAG = "dev-bench00000001";
-const USER = "bench-user";
 /** The known delay before `started`: a first pull of the image. */
 const PULL_MS = 3000;
 /** The worker asks Fly to wait 60 s; for the 408 scenario its first wait answers 408 after this. */
@@ -56,22 +47,13 @@ interface FlyScenario {
 
 async function flyScenario(label: string, emu: FlyEmulatorOptions, waitSeconds?: number): Promise<FlyScenario> {
     return withCleanup(async () => {
-        const fly = await FlyEmulator.start({ token: FLY_TOKEN, ...emu });
-        onCleanup("Fly emulator", () => fly.close());
-        const inputs: WarmMachineInputs = {
-            flyApiUrl: fly.url,
-            appName: APP,
-            region: "iad",
-            image: `registry.fly.io/${APP}:${TAG}`,
-            env: { KILOCODE_API_KEY: "warm" },
-            flyApiToken: FLY_TOKEN,
-            owner: "kiloclaw-rollout.bench",
-            timeoutSeconds: 120,
-            ...(waitSeconds === undefined ? {} : { waitSeconds }),
-        };
+        const stage = await startStage({ fly: emu });
+        onCleanup("emulators and temp dir", () => closeStage(stage));
+        const { fly } = stage;
+        const inputs = warmInputs(stage, { timeoutSeconds: 120, ...(waitSeconds === undefined ? {} : { waitSeconds }) });
         const { id } = await (warmMachineProvider as Provider).create(inputs);
         const returnedAt = Date.now();
-        const machine = fly.machine(APP, id);
+        const machine = fly.machine(REGISTRY_APP, id);
         const startedAt = machine?.events.find((e) => e.status === "started")?.timestamp ?? NaN;
         const create = fly.requests.find((r) => r.method === "POST" && r.path.endsWith("/machines"));
         const del = fly.requests.find((r) => r.method === "DELETE" && r.path.endsWith(`/machines/${id}`));
@@ -112,28 +94,16 @@ interface WorkerScenarioOptions {
     firstWait408?: boolean;
 }
 
-function writeDevVars(): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-bench-devvars-"));
-    onCleanup(`temp dir ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
-    const file = path.join(dir, ".dev.vars");
-    const vars: Record<string, string> = {
-        INTERNAL_API_SECRET: INTERNAL_KEY,
-        GATEWAY_TOKEN_SECRET: "bench-gateway-secret",
-        FLY_API_TOKEN: FLY_TOKEN,
-        WORKER_ENV: "development",
-        FLY_REGISTRY_APP: APP,
-        FLY_IMAGE_TAG: TAG,
-        OPENCLAW_VERSION: "2026.2.9",
-    };
-    fs.writeFileSync(file, Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
-    return file;
-}
-
 async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario> {
     return withCleanup(async () => {
-        const devVarsPath = writeDevVars();
-        const fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 1000, firstPullDelayMs: o.firstWait408 ? LONG_PULL_MS : PULL_MS });
-        onCleanup("Fly emulator", () => fly.close());
+        const stage = await startStage({
+            fly: { msPerSecond: 1000, firstPullDelayMs: o.firstWait408 ? LONG_PULL_MS : PULL_MS },
+            worker: { autoStart: o.autoStart },
+            // The worker already tracks the tag, so the instance comes up on it.
+            devVars: { FLY_IMAGE_TAG: TAG, OPENCLAW_VERSION: VERSION },
+        });
+        onCleanup("emulators and temp dir", () => closeStage(stage));
+        const { fly, worker } = stage;
         if (o.firstWait408) {
             fly.inject({
                 method: "GET",
@@ -143,23 +113,11 @@ async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario>
                 body: { error: "deadline_exceeded: machine failed to reach desired state, started, currently replacing" },
             });
         }
-        const worker = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, autoStart: o.autoStart });
-        onCleanup("worker emulator", () => worker.close());
-        const inputs: WorkerInstanceInputs = {
-            workerUrl: worker.url,
-            userId: USER,
-            imageTag: TAG,
-            openclawVersion: "2026.2.9",
-            region: "iad",
-            kilocodeApiKey: "test-key",
-            internalApiKey: INTERNAL_KEY,
-            expectedFlyAppName: devFlyAppName(USER),
-            timeoutSeconds: 60,
-            ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
-        };
+        // An undefined pollMs leaves the provider's own default (1000 ms).
+        const inputs = instanceInputs(stage, { timeoutSeconds: 60, pollMs: o.pollMs });
         await (workerInstanceProvider as Provider).create(inputs);
         const returnedAt = Date.now();
-        const runningAt = worker.instance(USER)?.lastStartedAt ?? NaN;
+        const runningAt = worker.instance(stage.userId)?.lastStartedAt ?? NaN;
         const provision = worker.requests.find((r) => r.path === "/api/platform/provision");
         const statusReads = worker.requests.filter((r) => r.path === "/api/platform/status");
         const seen = statusReads.find((r) => r.at >= runningAt);
@@ -209,7 +167,7 @@ export async function readinessBenchmark(): Promise<BenchResult> {
         { name: "Fly: wait calls per minute of waiting", value: `${long.waitCallsPerMinute.toFixed(2)} (default), ${flyShort.waitCallsPerMinute.toFixed(0)} (waitSeconds 1)`, meaning: "default: measured over an emulated 3-minute pull; waitSeconds 1: over the real 3 s pull" },
         { name: "worker: running → create returned (default pollMs)", value: ms(wDefault.runningToReturnMs), meaning: "current worker: provision itself waits for Fly's started; includes the gateway-token read" },
         { name: "worker: status calls per rollout (default pollMs)", value: `${wDefault.statusCalls} (current), ${wOlder1000.statusCalls} (older), ${w408.statusCalls} (408)`, meaning: "GET /api/platform/status calls in one WorkerInstance create, per scenario below" },
-        { name: "worker: running → status read saw it, older worker", value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`, meaning: "after /start returns (running), the provider sleeps pollMs before reading the status again" },
+        { name: "worker: running → status read saw it, older worker", value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`, meaning: "after /start returns (running), the provider reads the status at once" },
     ];
     const tables: Table[] = [
         {
@@ -232,7 +190,7 @@ export async function readinessBenchmark(): Promise<BenchResult> {
             "State-change times come from the emulators (Fly machine events; the worker's lastStartedAt), request times from their request logs (arrival), on the same clock.",
             "WarmMachine has no pollMs: it long-polls Fly's wait endpoint (waitSeconds, default 60), so it notices `started` within a request round trip; waitSeconds 1 is shown as the short-poll contrast.",
             "The 3-minute pull runs at msPerSecond 50 so that it takes 9 s: its per-minute figure is per emulated minute (each 60 s wait = 3 s real).",
-            "The worker's /provision and /start block until Fly says started, so the provider's polling only matters after a 408 or on older workers; there it sleeps pollMs after a successful /start before reading `running`.",
+            "The worker's /provision and /start block until Fly says started, so the provider's polling only matters after a 408 or on older workers; there it reads the status at once after a successful /start.",
         ],
     };
 }

@@ -125,10 +125,11 @@ async function provisionAndWait(inputs: WorkerInstanceInputs): Promise<platform.
 }
 
 /**
- * A failed create is not recorded in the stack, so an instance it leaves behind would be
- * invisible to \`pulumi destroy\`: remove it through the worker, and say so in the error.
+ * A failed create is not recorded in the stack, so an instance it leaves behind (half-provisioned,
+ * or running the wrong image) would be invisible to `pulumi destroy`: remove it through the worker,
+ * and say so in the error.
  */
-async function removeHalfProvisioned(inputs: WorkerInstanceInputs, failure: Error): Promise<Error> {
+async function removeLeftInstance(inputs: WorkerInstanceInputs, failure: Error): Promise<Error> {
     let status: string | null;
     try {
         status = (await platform.getStatus(api(inputs), inputs.userId)).status;
@@ -139,9 +140,9 @@ async function removeHalfProvisioned(inputs: WorkerInstanceInputs, failure: Erro
     try {
         await destroyAndWait(inputs);
     } catch (err) {
-        return new Error(`${failure.message} Removing the half-provisioned instance failed too: ${(err as Error).message}`);
+        return new Error(`${failure.message} Removing the instance it left failed too: ${(err as Error).message}`);
     }
-    return new Error(`${failure.message} The half-provisioned instance was destroyed through the worker.`);
+    return new Error(`${failure.message} The instance it left was destroyed through the worker.`);
 }
 
 function outputsFrom(inputs: WorkerInstanceInputs, s: platform.InstanceStatus, gatewayToken: string | null): WorkerInstanceOutputs {
@@ -172,23 +173,20 @@ export const workerInstanceProvider: pulumi.dynamic.ResourceProvider = {
     },
 
     async create(inputs: WorkerInstanceInputs): Promise<pulumi.dynamic.CreateResult> {
-        let s: platform.InstanceStatus;
         try {
-            s = await provisionAndWait(inputs);
+            const s = await provisionAndWait(inputs);
+            if (s.trackedImageTag !== inputs.imageTag) {
+                throw new Error(
+                    `The worker provisioned ${inputs.userId} with image tag "${s.trackedImageTag}", not "${inputs.imageTag}": it has not picked up ` +
+                        "FLY_IMAGE_TAG from .dev.vars (wrangler dev reads it only at start). Restart the worker (`cd cloud/kiloclaw && pnpm start`), " +
+                        "then run `pulumi up` again.",
+                );
+            }
+            const gatewayToken = (await platform.getGatewayToken(api(inputs), inputs.userId)) ?? null;
+            return { id: s.sandboxId ?? inputs.userId, outs: outputsFrom(inputs, s, gatewayToken) };
         } catch (err) {
-            throw await removeHalfProvisioned(inputs, err as Error);
+            throw await removeLeftInstance(inputs, err as Error);
         }
-        if (s.trackedImageTag !== inputs.imageTag) {
-            // Leave nothing half-rolled-out behind: the instance runs the wrong image.
-            await destroyAndWait(inputs);
-            throw new Error(
-                `The worker provisioned ${inputs.userId} with image tag "${s.trackedImageTag}", not "${inputs.imageTag}": it has not picked up ` +
-                    "FLY_IMAGE_TAG from .dev.vars (wrangler dev reads it only at start). Restart the worker (`cd cloud/kiloclaw && pnpm start`), " +
-                    "then run `pulumi up` again. The mismatched instance was destroyed through the worker.",
-            );
-        }
-        const gatewayToken = (await platform.getGatewayToken(api(inputs), inputs.userId)) ?? null;
-        return { id: s.sandboxId ?? inputs.userId, outs: outputsFrom(inputs, s, gatewayToken) };
     },
 
     async read(id: string, props: WorkerInstanceOutputs): Promise<pulumi.dynamic.ReadResult> {

@@ -6,18 +6,13 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# A fresh Debian machine gets what the suites need; elsewhere, say what is missing.
-missing=()
-for tool in docker dockerd docker-registry htpasswd curl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "=== installing ${missing[*]} (scripts/ci-deps.sh)"
-    bash scripts/ci-deps.sh
-  else
-    echo "=== missing ${missing[*]}: install Docker, docker-registry, htpasswd and curl (Debian: sudo bash scripts/ci-deps.sh)" >&2
-  fi
+# A Debian machine (root) gets the packages the suites need; ci-deps.sh does nothing when all are there.
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  bash scripts/ci-deps.sh
+else
+  for tool in docker dockerd docker-registry htpasswd curl busybox; do
+    command -v "$tool" >/dev/null || echo "=== missing $tool: install Docker, docker-registry, htpasswd (apache2-utils), curl and busybox-static" >&2
+  done
 fi
 bash scripts/start-docker.sh || echo "=== no Docker engine: the Docker suites will fail (see above)" >&2
 if ! command -v pulumi >/dev/null && command -v go >/dev/null; then

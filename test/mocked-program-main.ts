@@ -12,7 +12,6 @@ interface Input {
     secretKeys?: string[];
 }
 
-
 async function main(): Promise<void> {
     const input: Input = JSON.parse(process.env.MOCKED_PROGRAM_INPUT ?? "{}");
     const registered: Registered[] = [];

@@ -162,7 +162,7 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
                 assert.match(err.message, /"replacing" = Fly is still pulling/);
                 assert.match(err.message, /kiloclaw:instanceTimeoutSeconds/);
                 assert.match(err.message, /pulumi up/);
-                assert.match(err.message, /The half-provisioned instance was destroyed through the worker\./);
+                assert.match(err.message, /The instance it left was destroyed through the worker\./);
                 run.outcome = "stopped-with-message";
                 await run.checkLeaks(stageScope(stage));
             }),
@@ -193,7 +193,7 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
                 assert.match(err.message, new RegExp(`with image tag "dev-000000000000", not "${TAG}"`));
                 assert.match(err.message, /Restart the worker \(`cd cloud\/kiloclaw && pnpm start`\)/);
                 assert.match(err.message, /pulumi up/);
-                assert.match(err.message, /mismatched instance was destroyed/);
+                assert.match(err.message, /The instance it left was destroyed through the worker/);
                 run.outcome = "stopped-with-message";
                 await run.checkLeaks(stageScope(stage));
                 await completeAndDestroy(stage, await rollout(stage, { restartWorker: true }));
@@ -418,7 +418,7 @@ describe("faults: the worker", function () {
                 const err = stoppedAt(await rollout(stage), "instance");
                 assert.match(err.message, /failed \(500 FlyApiError: Fly API createMachine failed \(500\)/);
                 assert.match(err.message, /pulumi up/);
-                assert.match(err.message, /The half-provisioned instance was destroyed through the worker\./);
+                assert.match(err.message, /The instance it left was destroyed through the worker\./);
                 assert.equal(stage.worker.instance(stage.userId), undefined);
                 run.outcome = "stopped-with-message";
                 await run.checkLeaks(stageScope(stage));

@@ -10,8 +10,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { assertDockerRunning, docker, EMULATOR_LABEL } from "../emulators/docker-machines";
 import { FlyEmulator } from "../emulators/fly";
-import { freePort } from "./docker";
 import { until } from "../emulators/server";
+import { freePort } from "./docker";
 
 const FIXTURES = path.resolve(__dirname, "..", "fixtures");
 const GOOD_IMAGE = "kiloclaw-fly-emu-good:test";
