@@ -1,113 +1,15 @@
-// The rollout, in the runbook's order: build → smoke tests → push → warm on Fly
-// → point the worker at the tag → destroy and re-provision the instance.
-import * as pulumi from "@pulumi/pulumi";
-import { ImageValidation } from "./components/ImageValidation";
-import { KiloclawImage } from "./components/KiloclawImage";
-import { RegistryPush } from "./components/RegistryPush";
-import { WarmMachine } from "./components/WarmMachine";
-import { WorkerImageVersion } from "./components/WorkerImageVersion";
-import { WorkerInstance } from "./components/WorkerInstance";
+// The stack: read the `kiloclaw` config once and declare the rollout.
 import { loadRolloutConfig } from "./lib/config";
+import { rollout } from "./rollout";
 
-const config = loadRolloutConfig();
-const { secrets } = config;
+const outputs = rollout(loadRolloutConfig());
 
-// Either build, test and push the checkout's Dockerfile, or roll out an image already in the registry.
-let imageRefOut: pulumi.Output<string>;
-let imageTag: pulumi.Input<string>;
-let imageDigest: pulumi.Input<string> | undefined;
-let pushed: pulumi.Resource[] = [];
-if (config.build) {
-    const image = new KiloclawImage("kiloclaw", { context: config.build.context, dockerfile: config.build.dockerfile });
-    const validation = config.validate
-        ? new ImageValidation("smoke-tests", {
-              image: image.imageName,
-              imageId: image.imageId,
-              expectedOpenclawVersion: config.openclawVersion,
-              startupDeadlineSeconds: config.smokeStartupSeconds,
-              gatewayDeadlineSeconds: config.smokeGatewaySeconds,
-          })
-        : undefined;
-    const push = new RegistryPush(
-        "registry",
-        {
-            sourceImage: image.imageName,
-            sourceImageId: image.imageId,
-            registryServer: config.registryServer,
-            registryApp: config.registryApp,
-            imageTag: image.imageTag,
-            registryToken: secrets.flyApiToken,
-        },
-        { dependsOn: validation ? [validation] : [image] },
-    );
-    imageRefOut = push.imageRef;
-    imageTag = image.imageTag;
-    imageDigest = push.digest;
-    pushed = [push];
-} else {
-    imageRefOut = pulumi.output(config.prebuilt!.imageRef);
-    imageTag = config.prebuilt!.imageTag;
-}
-
-const warm = config.warm
-    ? new WarmMachine(
-          "warm",
-          {
-              flyApiUrl: config.flyApiUrl,
-              appName: config.registryApp,
-              region: config.region,
-              image: imageRefOut,
-              flyApiToken: secrets.flyApiToken,
-              owner: `${pulumi.getProject()}.${pulumi.getStack()}`,
-              timeoutSeconds: config.warmTimeoutSeconds,
-          },
-          { dependsOn: pushed },
-      )
-    : undefined;
-
-const workerVersion = new WorkerImageVersion(
-    "worker-image",
-    {
-        devVarsPath: config.devVarsPath,
-        imageTag,
-        imageDigest,
-        openclawVersion: config.openclawVersion,
-        openclawPin: config.openclawPin,
-        registryServer: config.registryServer,
-        registryApp: config.registryApp,
-        workerRegistryApp: config.workerRegistryApp,
-        workerUrl: config.workerUrl,
-        internalApiKey: secrets.internalApiKey,
-        publish: config.publishImageVersion,
-        workerSettings: config.workerSettings,
-        envLocalKeys: config.envLocalKeys,
-    },
-    { dependsOn: warm ? [warm] : pushed },
-);
-
-const instance = new WorkerInstance(
-    "instance",
-    {
-        workerUrl: config.workerUrl,
-        userId: config.userId,
-        imageTag,
-        openclawVersion: config.openclawVersion,
-        region: config.region,
-        kilocodeApiKey: secrets.kilocodeApiKey,
-        internalApiKey: secrets.internalApiKey,
-        expectedFlyAppName: config.flyAppName,
-        timeoutSeconds: config.instanceTimeoutSeconds,
-    },
-    { dependsOn: [workerVersion] },
-);
-
-// What a developer checks by hand today.
-export const imageRef = imageRefOut;
-export const tag = pulumi.output(imageTag);
-export const openclawVersion = instance.openclawVersion;
-export const userId = config.userId;
-export const flyAppName = instance.flyAppName;
-export const flyMachineId = instance.flyMachineId;
-export const status = instance.status;
-export const trackedImageTag = instance.trackedImageTag;
-export const gatewayToken = instance.gatewayToken;
+export const imageRef = outputs.imageRef;
+export const tag = outputs.tag;
+export const openclawVersion = outputs.openclawVersion;
+export const userId = outputs.userId;
+export const flyAppName = outputs.flyAppName;
+export const flyMachineId = outputs.flyMachineId;
+export const status = outputs.status;
+export const trackedImageTag = outputs.trackedImageTag;
+export const gatewayToken = outputs.gatewayToken;

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { hashBuildContext, imageTagForContext } from "../lib/contextHash";
-import { run, REPO_ROOT } from "../test/integration/docker";
+import { run, REPO_ROOT } from "../sandbox/docker";
 import { onCleanup } from "./cleanup";
 import { BenchResult, median, ms, ratio, timed } from "./report";
 
@@ -57,7 +57,7 @@ export async function contextHashBenchmark(opts: ContextHashOptions): Promise<Be
     const tarMedian = median(tar);
     rows.push(["median", ms(oursMedian), ms(tarMedian), ratio(oursMedian / tarMedian)]);
 
-    const fixtureDir = path.join(REPO_ROOT, "test", "fixtures", "kiloclaw");
+    const fixtureDir = path.join(REPO_ROOT, "sandbox", "fixtures", "kiloclaw");
     const tagTimes: number[] = [];
     let tag = "";
     for (let i = 0; i < 21; i++) {
@@ -74,7 +74,7 @@ export async function contextHashBenchmark(opts: ContextHashOptions): Promise<Be
             { name: "`tar c . | sha256sum`, median", value: ms(tarMedian), meaning: "the same tree through tar and sha256sum (run via bash), same runs" },
             { name: "ratio hashBuildContext / tar", value: ratio(oursMedian / tarMedian), meaning: "above 1×: the in-process hash is slower than the shell pipeline" },
             { name: "per file (hashBuildContext)", value: `${((oursMedian * 1000) / count).toFixed(1)} µs`, meaning: "median time divided by the file count" },
-            { name: "imageTagForContext(test/fixtures/kiloclaw), median", value: ms(median(tagTimes)), meaning: `20 calls on the real fixture dir (4 files, .dockerignore honoured) → ${tag}` },
+            { name: "imageTagForContext(sandbox/fixtures/kiloclaw), median", value: ms(median(tagTimes)), meaning: `20 calls on the real fixture dir (4 files, .dockerignore honoured) → ${tag}` },
             { name: "hash stable across runs", value: stable ? "yes" : "NO", meaning: "every timed run gave the same digest (sanity)" },
         ],
         tables: [{ title: "Each repetition", header: ["rep", "hashBuildContext", "tar | sha256sum", "ratio"], rows }],

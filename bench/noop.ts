@@ -7,14 +7,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { warmMachineProvider } from "../dynamic-providers/warmMachineProvider";
 import { workerImageVersionProvider } from "../dynamic-providers/workerImageVersionProvider";
 import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvider";
-import { RequestLogEntry } from "../test/emulators/server";
+import { RequestLogEntry } from "../sandbox/emulators/server";
 import {
     closeStage,
     instanceInputs as stageInstanceInputs,
     startStage,
     versionInputs as stageVersionInputs,
     warmInputs as stageWarmInputs,
-} from "../test/stage";
+} from "../sandbox/stage";
 import { onCleanup, withCleanup } from "./cleanup";
 import { BenchResult, Figure, ms, timed } from "./report";
 

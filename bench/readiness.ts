@@ -5,9 +5,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { warmMachineProvider } from "../dynamic-providers/warmMachineProvider";
 import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvider";
-import { FlyEmulatorOptions } from "../test/emulators/fly";
-import { RequestLogEntry } from "../test/emulators/server";
-import { closeStage, instanceInputs, REGISTRY_APP, startStage, TAG, VERSION, warmInputs } from "../test/stage";
+import { FlyEmulatorOptions } from "../sandbox/emulators/fly";
+import { RequestLogEntry } from "../sandbox/emulators/server";
+import { closeStage, instanceInputs, REGISTRY_APP, startStage, TAG, VERSION, warmInputs } from "../sandbox/stage";
 import { onCleanup, withCleanup } from "./cleanup";
 import { BenchResult, Figure, ms, Table } from "./report";
 

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort, run, REPO_ROOT, RunningProcess, RunResult, startProcess } from "../test/integration/docker";
+import { freePort, run, REPO_ROOT, RunningProcess, RunResult, startProcess } from "../sandbox/docker";
 import { onCleanup } from "./cleanup";
 import { BenchResult, Figure, median, ms, ratio, Table, timed } from "./report";
 
@@ -103,7 +103,7 @@ function progress(text: string): void {
 
 export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     ourContainers.length = 0;
-    if (!dockerAnswers()) throw new Error("Docker is not running: run `bash scripts/start-docker.sh`, then `npm run bench -- --only 1`.");
+    if (!dockerAnswers()) throw new Error("Docker is not running: run `bash bootstrap/start-docker.sh`, then `npm run bench -- --only 1`.");
     const suffix = `${process.pid}-${randomBytes(3).toString("hex")}`;
     const goodImage = `kiloclaw-bench:${suffix}`;
     const noGatewayImage = `kiloclaw-bench-no-gateway:${suffix}`;
@@ -111,7 +111,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
 
     // The fixtures start FROM an offline base image; import it only if missing, and then remove it again.
     if (!imageExists(FIXTURE_BASE)) {
-        await mustRun("scripts/import-fixture-base.sh", "bash", [path.join(REPO_ROOT, "scripts", "import-fixture-base.sh")]);
+        await mustRun("bootstrap/import-fixture-base.sh", "bash", [path.join(REPO_ROOT, "bootstrap", "import-fixture-base.sh")]);
         // Without -f: refused while other images (someone else's builds) still use it, which is fine.
         onCleanup(`image ${FIXTURE_BASE}`, () => run("docker", ["rmi", FIXTURE_BASE]));
         notes.push(`${FIXTURE_BASE} was missing: imported for the run and removed afterwards.`);
@@ -119,11 +119,11 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
 
     onCleanup(`image ${goodImage}`, () => run("docker", ["rmi", "-f", goodImage]));
     const build = await timed(() =>
-        mustRun("docker build test/fixtures/kiloclaw", "docker", ["build", "--platform", "linux/amd64", "-t", goodImage, path.join(REPO_ROOT, "test", "fixtures", "kiloclaw")]),
+        mustRun("docker build sandbox/fixtures/kiloclaw", "docker", ["build", "--platform", "linux/amd64", "-t", goodImage, path.join(REPO_ROOT, "sandbox", "fixtures", "kiloclaw")]),
     );
     onCleanup(`image ${noGatewayImage}`, () => run("docker", ["rmi", "-f", noGatewayImage]));
-    await mustRun("docker build test/fixtures/kiloclaw-no-gateway", "docker", [
-        "build", "--platform", "linux/amd64", "-t", noGatewayImage, path.join(REPO_ROOT, "test", "fixtures", "kiloclaw-no-gateway"),
+    await mustRun("docker build sandbox/fixtures/kiloclaw-no-gateway", "docker", [
+        "build", "--platform", "linux/amd64", "-t", noGatewayImage, path.join(REPO_ROOT, "sandbox", "fixtures", "kiloclaw-no-gateway"),
     ]);
 
     // ---- passing image: alternate which goes first, so neither always meets a warmer engine ----
@@ -187,12 +187,12 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
         { name: "fail time, gateway never opens (default deadline)", value: ms(failDefault.ms), meaning: `smoke-test.sh on kiloclaw-no-gateway with GATEWAY_DEADLINE_SECONDS unset (${DEFAULT_GATEWAY_DEADLINE_S} s) → exit ${failDefault.result.code}` },
         { name: `fail time, gateway never opens (deadline ${SMALL_GATEWAY_DEADLINE_S} s)`, value: ms(failSmall.ms), meaning: `the same with GATEWAY_DEADLINE_SECONDS=${SMALL_GATEWAY_DEADLINE_S} → exit ${failSmall.result.code}` },
         { name: "runbook fail time, gateway never opens", value: ms(failRunbook.ms), meaning: `runbook commands on the same image: \`curl -f\` fails after the fixed sleeps → exit ${failRunbook.code}` },
-        { name: "bench image build", value: ms(build.ms), meaning: "`docker build --platform linux/amd64` of test/fixtures/kiloclaw (layer cache may be warm)" },
+        { name: "bench image build", value: ms(build.ms), meaning: "`docker build --platform linux/amd64` of sandbox/fixtures/kiloclaw (layer cache may be warm)" },
         { name: "containers left behind", value: String(left.length), meaning: "containers carrying our runs' names or owner labels still present afterwards (should be 0)" },
     ];
     const tables: Table[] = [
         { title: "Passing image, each repetition", header: ["rep", "project", "runbook", "runbook stop waits", "runbook − stops", "runbook/project"], rows: repRows },
-        { title: "Gateway never opens (test/fixtures/kiloclaw-no-gateway)", header: ["validation", "time to fail", "exit"], rows: failRows },
+        { title: "Gateway never opens (sandbox/fixtures/kiloclaw-no-gateway)", header: ["validation", "time to fail", "exit"], rows: failRows },
     ];
     notes.push(
         "The runbook's test 1 also runs `docker build`; both validations here start from the one prebuilt bench image, so neither includes a build.",

@@ -2,29 +2,11 @@
 // provision does not time out with 408), then it is destroyed — always, even
 // when the wait fails.
 import * as pulumi from "@pulumi/pulumi";
+import { WarmMachineInputs, WarmMachineOutputs } from "../lib/contract";
 import * as fly from "./flyMachinesClient";
 
-export interface WarmMachineInputs {
-    flyApiUrl: string;
-    appName: string;
-    region: string;
-    image: string;
-    env: Record<string, string>;
-    flyApiToken: string;
-    /** Written to the machine's metadata so a crashed run's leftover can be found and removed. */
-    owner: string;
-    /** Overall deadline for the machine to reach `started` (first pulls take 1-3 min). */
-    timeoutSeconds: number;
-    /** Timeout of each call to Fly's wait endpoint (at most 60). */
-    waitSeconds?: number;
-}
-
-export interface WarmMachineOutputs extends WarmMachineInputs {
-    machineId: string;
-    /** How many 408 answers Fly gave before `started`. */
-    waitTimeouts: number;
-    leftoversRemoved: number;
-}
+// The props live in the shared contract (lib/contract.ts).
+export type { WarmMachineInputs, WarmMachineOutputs };
 
 /** Metadata key marking warm machines as ours. */
 export const WARM_OWNER_KEY = "kiloclaw_rollout_warm";

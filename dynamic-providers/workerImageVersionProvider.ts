@@ -3,31 +3,12 @@
 // workers that have it. Destroy leaves .dev.vars as it is: the file is the
 // developer's, and the tag it names stays valid in the registry.
 import * as pulumi from "@pulumi/pulumi";
+import { WorkerImageVersionInputs, WorkerImageVersionOutputs } from "../lib/contract";
 import { parseDevVars, updateDevVars } from "../lib/devVars";
 import * as platform from "./platformClient";
 
-export interface WorkerImageVersionInputs {
-    devVarsPath: string;
-    imageTag: string;
-    imageDigest?: string;
-    openclawVersion: string;
-    /** What the Dockerfile pins (absent for a prebuilt image); carried for the policy pack. */
-    openclawPin?: string;
-    registryServer: string;
-    registryApp: string;
-    workerRegistryApp: string;
-    workerUrl: string;
-    internalApiKey: string;
-    /** Call publish-image-version (404 from older workers is fine). */
-    publish: boolean;
-    workerSettings: Record<string, string>;
-    envLocalKeys: string[];
-}
-
-export interface WorkerImageVersionOutputs extends WorkerImageVersionInputs {
-    previousImageTag: string | null;
-    published: "published" | "unsupported" | "skipped";
-}
+// The props live in the shared contract (lib/contract.ts).
+export type { WorkerImageVersionInputs, WorkerImageVersionOutputs };
 
 const REPLACE_ON = ["devVarsPath", "imageTag", "openclawVersion", "imageDigest"] as const;
 

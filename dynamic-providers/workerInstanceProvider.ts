@@ -2,35 +2,12 @@
 // provision (and start on older workers), wait for `running`, check the worker
 // really uses our tag; destroy through the worker and wait until it is gone.
 import * as pulumi from "@pulumi/pulumi";
+import { WorkerInstanceInputs, WorkerInstanceOutputs } from "../lib/contract";
 import { errorText, sleep } from "./http";
 import * as platform from "./platformClient";
 
-export interface WorkerInstanceInputs {
-    workerUrl: string;
-    userId: string;
-    imageTag: string;
-    openclawVersion: string;
-    region: string;
-    kilocodeApiKey: string;
-    internalApiKey: string;
-    expectedFlyAppName: string;
-    /** Deadline for provision → running, and for destroy → gone. */
-    timeoutSeconds: number;
-    /** Pause between status reads. */
-    pollMs?: number;
-}
-
-export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
-    status: string | null;
-    sandboxId: string | null;
-    flyAppName: string | null;
-    flyMachineId: string | null;
-    flyVolumeId: string | null;
-    flyRegion: string | null;
-    trackedImageTag: string | null;
-    runningOpenclawVersion: string | null;
-    gatewayToken: string | null;
-}
+// The props live in the shared contract (lib/contract.ts).
+export type { WorkerInstanceInputs, WorkerInstanceOutputs };
 
 const REPLACE_ON = ["workerUrl", "userId", "imageTag", "openclawVersion", "region"] as const;
 

@@ -32,6 +32,11 @@ export interface RawSettings {
     smokeGatewaySeconds?: number;
 }
 
+/** Build mode builds, tests and pushes the checkout's Dockerfile; prebuilt mode rolls out an image already in the registry. */
+export type ImageSource =
+    | { kind: "build"; /** The kiloclaw/ directory. */ context: string; /** Relative to the context. */ dockerfile: string }
+    | { kind: "prebuilt"; imageRef: string; imageTag: string };
+
 /** What the program needs, with every default applied; secrets are handled separately. */
 export interface RolloutSettings {
     kiloclawDir: string;
@@ -53,10 +58,8 @@ export interface RolloutSettings {
     openclawVersion: string;
     /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
     openclawPin?: string;
-    /** Build mode: the context to build. */
-    build?: { context: string; dockerfile: string };
-    /** Prebuilt mode: the image to roll out and its tag. */
-    prebuilt?: { imageRef: string; imageTag: string };
+    /** Where the image comes from: built from the checkout, or already in the registry. */
+    source: ImageSource;
     workerSettings: Record<string, string>;
     warmTimeoutSeconds: number;
     instanceTimeoutSeconds: number;
@@ -105,18 +108,17 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
     const dockerfile = raw.dockerfile ?? "Dockerfile";
     const dockerfilePath = path.join(kiloclawDir, dockerfile);
     let openclawPin: string | undefined;
-    let build: RolloutSettings["build"];
-    let prebuilt: RolloutSettings["prebuilt"];
+    let source: ImageSource | undefined;
     const dockerfileText = raw.kiloclawDir ? readFile(dockerfilePath) : undefined;
     if (raw.imageRef) {
         const m = /^(.+\/[^/:]+):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$/.exec(raw.imageRef);
         if (!m) problems.push(`kiloclaw:imageRef "${raw.imageRef}" is not <registry>/<app>:<tag>, e.g. registry.fly.io/kiloclaw-dev:dev-1771448521.`);
-        else prebuilt = { imageRef: raw.imageRef, imageTag: m[2] };
+        else source = { kind: "prebuilt", imageRef: raw.imageRef, imageTag: m[2] };
     } else if (raw.kiloclawDir) {
         if (dockerfileText === undefined) problems.push(`${dockerfilePath} does not exist: check kiloclaw:kiloclawDir (and kiloclaw:dockerfile).`);
-        else build = { context: kiloclawDir, dockerfile };
+        else source = { kind: "build", context: kiloclawDir, dockerfile };
     }
-    if (dockerfileText !== undefined && (build || !raw.openclawVersion)) {
+    if (dockerfileText !== undefined && (source?.kind === "build" || !raw.openclawVersion)) {
         try {
             openclawPin = parseOpenclawPin(dockerfileText, dockerfilePath).version;
         } catch (err) {
@@ -124,7 +126,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         }
     }
     const openclawVersion = raw.openclawVersion ?? openclawPin ?? "";
-    if (prebuilt && !openclawVersion && dockerfileText === undefined) {
+    if (source?.kind === "prebuilt" && !openclawVersion && dockerfileText === undefined) {
         problems.push("kiloclaw:imageRef needs the image's openclaw version: `pulumi config set kiloclaw:openclawVersion x.y.z`.");
     }
     if (raw.openclawVersion && !/^\d+\.\d+\.\d+$/.test(raw.openclawVersion)) {
@@ -154,8 +156,8 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         publishImageVersion: raw.publishImageVersion ?? true,
         openclawVersion,
         openclawPin,
-        build,
-        prebuilt,
+        // Only read when there are no problems: every path that leaves it unset adds one.
+        source: source as ImageSource,
         workerSettings,
         warmTimeoutSeconds: positive("warmTimeoutSeconds", raw.warmTimeoutSeconds, 300, problems),
         instanceTimeoutSeconds: positive("instanceTimeoutSeconds", raw.instanceTimeoutSeconds, 300, problems),

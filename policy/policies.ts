@@ -25,17 +25,12 @@ import {
     StackValidationPolicy,
     UnknownValueError,
 } from "@pulumi/policy";
+import { RESOURCE_TYPES } from "../lib/contract";
 
 export const POLICY_PACK_NAME = "kiloclaw-rollout";
 
-/** Type tokens of the resources the program registers (see the shared contracts). */
-export const TYPES = {
-    dockerImage: "docker:index/image:Image",
-    command: "command:local:Command",
-    warmMachine: "pulumi-nodejs:dynamic/kiloclaw:WarmMachine",
-    workerImageVersion: "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion",
-    workerInstance: "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance",
-} as const;
+/** The type tokens policies look for (lib/contract.ts). */
+export const TYPES = RESOURCE_TYPES;
 
 /** Every dynamic resource of this program has a type token with this prefix. */
 export const KILOCLAW_DYNAMIC_PREFIX = "pulumi-nodejs:dynamic/kiloclaw:";

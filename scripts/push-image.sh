@@ -31,7 +31,7 @@ token="${token%$'\n'}"
 token="${token%$'\r'}"
 [[ -n $token ]] || die "no registry token on stdin"
 
-docker info >/dev/null 2>&1 || die "Docker is not running: run scripts/start-docker.sh"
+docker info >/dev/null 2>&1 || die "Docker is not running: run bootstrap/start-docker.sh"
 docker image inspect "$SOURCE_IMAGE" >/dev/null 2>&1 || die "SOURCE_IMAGE '$SOURCE_IMAGE' is not in the local Docker engine"
 
 # Private docker config: the login below is written here and nowhere else.

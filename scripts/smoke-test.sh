@@ -38,7 +38,7 @@ for pair in "STARTUP_DEADLINE_SECONDS=$STARTUP_DEADLINE" "GATEWAY_DEADLINE_SECON
   [[ ${pair#*=} =~ ^[1-9][0-9]*$ ]] || usage_error "${pair%%=*} must be a positive whole number of seconds, got '${pair#*=}'"
 done
 
-docker info >/dev/null 2>&1 || usage_error "Docker is not running: run scripts/start-docker.sh"
+docker info >/dev/null 2>&1 || usage_error "Docker is not running: run bootstrap/start-docker.sh"
 docker image inspect "$IMAGE" >/dev/null 2>&1 || usage_error "image '$IMAGE' is not in the local Docker engine; build it first"
 
 # ---- cleanup: always remove our containers ---------------------------------

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Runs every suite the project has, in order, and closes with one line
 # "tests: N passed, N failed". Needs Docker and, for the end-to-end suite, a
-# `pulumi` CLI: it starts dockerd (scripts/start-docker.sh) and builds the CLI
-# (scripts/install-pulumi.sh) when they are missing.
+# `pulumi` CLI: it starts dockerd (bootstrap/start-docker.sh) and builds the CLI
+# (bootstrap/install-pulumi.sh) when they are missing.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # A Debian machine (root) gets the packages the suites need; ci-deps.sh does nothing when all are there.
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-  bash scripts/ci-deps.sh
+  bash bootstrap/ci-deps.sh
 else
   for tool in docker dockerd docker-registry htpasswd curl busybox; do
     command -v "$tool" >/dev/null || echo "=== missing $tool: install Docker, docker-registry, htpasswd (apache2-utils), curl and busybox-static" >&2
   done
 fi
-bash scripts/start-docker.sh || echo "=== no Docker engine: the Docker suites will fail (see above)" >&2
+bash bootstrap/start-docker.sh || echo "=== no Docker engine: the Docker suites will fail (see above)" >&2
 if ! command -v pulumi >/dev/null && command -v go >/dev/null; then
-  echo "=== no pulumi CLI on PATH: building one from Go modules (scripts/install-pulumi.sh)"
-  PATH="$(bash scripts/install-pulumi.sh | tail -1):$PATH"
+  echo "=== no pulumi CLI on PATH: building one from Go modules (bootstrap/install-pulumi.sh)"
+  PATH="$(bash bootstrap/install-pulumi.sh | tail -1):$PATH"
   export PATH
 fi
 
@@ -52,7 +52,7 @@ run_suite faults npx mocha --config test/faults/.mocharc.json
 if command -v pulumi >/dev/null; then
   run_suite e2e npx mocha --config test/e2e/.mocharc.json
 else
-  echo "=== e2e: no pulumi CLI on PATH (scripts/install-pulumi.sh builds one): FAILED"
+  echo "=== e2e: no pulumi CLI on PATH (bootstrap/install-pulumi.sh builds one): FAILED"
   failed=$((failed + 1))
   status=1
 fi

@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
-import { EMULATOR_LABEL } from "../emulators/docker-machines";
-import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../integration/docker";
-import { SandboxServices, startSandboxServices } from "../sandbox-services";
+import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
+import { SandboxServices, startSandboxServices } from "../../sandbox/services";
 
 const REPO = path.join(__dirname, "..", "..");
 const USER = "e2e-developer";
@@ -51,7 +51,7 @@ describe("the Pulumi engine against the sandbox", function () {
     before(async () => {
         const which = spawnSync("pulumi", ["version"], { encoding: "utf8" }); // before any emulator starts
         if (which.error || which.status !== 0) {
-            throw new Error("No pulumi CLI on PATH: install one, or `export PATH=\"$(bash scripts/install-pulumi.sh | tail -1):$PATH\"`.");
+            throw new Error("No pulumi CLI on PATH: install one, or `export PATH=\"$(bash bootstrap/install-pulumi.sh | tail -1):$PATH\"`.");
         }
         assertDockerRunning();
         registry = await startRegistry();

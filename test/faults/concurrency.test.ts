@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { WARM_OWNER_KEY } from "../../dynamic-providers/warmMachineProvider";
 import { devFlyAppName } from "../../lib/identity";
-import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, startRegistry } from "../integration/docker";
+import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
 import { findLeaks, LeakScope } from "./leaks";
 import { closeStage, completed, destroyRollout, ONE_WAIT_MS, REGISTRY_APP, rollout, RolloutOptions, Stage, StageOptions, startStage, TAG, uniqueUser } from "./rollout";
 

@@ -21,7 +21,7 @@ import {
     RunResult,
     runScript,
     startRegistry,
-} from "../integration/docker";
+} from "../../sandbox/docker";
 import { fault, LeakScope } from "./leaks";
 import { closeStage, completed, destroyRollout, machineAppears, REGISTRY_APP, rollout, Stage, stageScope, StageOptions, startStage, stoppedAt, TAG, warm, warmInputs } from "./rollout";
 

@@ -12,8 +12,8 @@ import { devFlyAppName } from "../../lib/identity";
 import { mockOutputs } from "../mock-outputs";
 import { fakeCheckout, MockedRun, runMockedProgram, unwrapSecrets } from "../mocked-program";
 import { HarnessResource, runPack } from "../policy-harness";
-import { freePort, REPO_ROOT } from "../integration/docker";
-import { WorkerEmulator } from "../emulators/worker";
+import { freePort, REPO_ROOT } from "../../sandbox/docker";
+import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fault } from "./leaks";
 import {
     closeStage,

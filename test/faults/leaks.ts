@@ -6,10 +6,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { EMULATOR_LABEL } from "../emulators/docker-machines";
-import { FlyEmulator } from "../emulators/fly";
-import { WorkerEmulator } from "../emulators/worker";
-import { SMOKE_LABEL } from "../integration/docker";
+import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { WorkerEmulator } from "../../sandbox/emulators/worker";
+import { SMOKE_LABEL } from "../../sandbox/docker";
 
 /** Something a run created and did not remove. */
 export interface Leak {

@@ -4,12 +4,12 @@
 import { WarmMachineInputs, WarmMachineOutputs } from "../../dynamic-providers/warmMachineProvider";
 import { WorkerImageVersionInputs, WorkerImageVersionOutputs } from "../../dynamic-providers/workerImageVersionProvider";
 import { WorkerInstanceInputs, WorkerInstanceOutputs } from "../../dynamic-providers/workerInstanceProvider";
-import { FlyEmulator } from "../emulators/fly";
-import { until } from "../emulators/server";
-import { instance, instanceInputs, Stage, versionInputs, warm, warmInputs, workerVersion } from "../stage";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { until } from "../../sandbox/emulators/server";
+import { instance, instanceInputs, Stage, versionInputs, warm, warmInputs, workerVersion } from "../../sandbox/stage";
 import { LeakScope } from "./leaks";
 
-export * from "../stage";
+export * from "../../sandbox/stage";
 
 /** What a fault run may leave in this stage. */
 export function stageScope(stage: Stage, extra: LeakScope = {}): LeakScope {

@@ -1,5 +1,5 @@
 // The Fly emulator in docker mode: machines are real containers of the offline
-// fixture image. Needs a running engine (scripts/start-docker.sh) and the base
+// fixture image. Needs a running engine (bootstrap/start-docker.sh) and the base
 // image kiloclaw-fixture-base:1; fails with a clear message otherwise.
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -8,12 +8,12 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { assertDockerRunning, docker, EMULATOR_LABEL } from "../emulators/docker-machines";
-import { FlyEmulator } from "../emulators/fly";
-import { until } from "../emulators/server";
-import { freePort } from "./docker";
+import { assertDockerRunning, docker, EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { until } from "../../sandbox/emulators/server";
+import { freePort } from "../../sandbox/docker";
 
-const FIXTURES = path.resolve(__dirname, "..", "fixtures");
+const FIXTURES = path.resolve(__dirname, "..", "..", "sandbox", "fixtures");
 const GOOD_IMAGE = "kiloclaw-fly-emu-good:test";
 const EXITS_IMAGE = "kiloclaw-fly-emu-exits:test";
 const ENV = { KILOCODE_API_KEY: "warm", OPENCLAW_GATEWAY_TOKEN: "fixture-gateway-token" };
@@ -22,7 +22,7 @@ const SERVICES = [{ protocol: "tcp", internal_port: 18789 }];
 
 async function build(dir: string, tag: string): Promise<void> {
     const r = await docker(["build", "-q", "-t", tag, path.join(FIXTURES, dir)], { timeoutMs: 300_000 });
-    if (r.code !== 0) throw new Error(`docker build ${dir} failed (is kiloclaw-fixture-base:1 imported? scripts/start-docker.sh): ${r.stderr.trim()}`);
+    if (r.code !== 0) throw new Error(`docker build ${dir} failed (is kiloclaw-fixture-base:1 imported? bootstrap/start-docker.sh): ${r.stderr.trim()}`);
 }
 
 async function containersFor(id: string): Promise<string[]> {
@@ -30,9 +30,9 @@ async function containersFor(id: string): Promise<string[]> {
     return r.stdout.split("\n").filter(Boolean);
 }
 
-const REGISTRY_SH = path.resolve(__dirname, "..", "..", "scripts", "registry.sh");
+const REGISTRY_SH = path.resolve(__dirname, "..", "..", "sandbox", "registry.sh");
 
-/** Runs scripts/registry.sh with the given env; secrets travel in env, never argv. */
+/** Runs sandbox/registry.sh with the given env; secrets travel in env, never argv. */
 function registryScript(action: string, env: NodeJS.ProcessEnv): Promise<void> {
     return new Promise((resolve, reject) => {
         const child = spawn("bash", [REGISTRY_SH, action], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });

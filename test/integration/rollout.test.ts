@@ -12,10 +12,10 @@ import { workerInstanceProvider } from "../../dynamic-providers/workerInstancePr
 import { imageTagForContext } from "../../lib/contextHash";
 import { devFlyAppName } from "../../lib/identity";
 import { parseOpenclawPin } from "../../lib/openclawPin";
-import { EMULATOR_LABEL } from "../emulators/docker-machines";
-import { FlyEmulator } from "../emulators/fly";
-import { WorkerEmulator } from "../emulators/worker";
-import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, SMOKE_LABEL, startRegistry } from "./docker";
+import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { WorkerEmulator } from "../../sandbox/emulators/worker";
+import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, SMOKE_LABEL, startRegistry } from "../../sandbox/docker";
 import { scratchDir } from "../scratch";
 
 const USER = "rehearsal-user";

@@ -1,6 +1,6 @@
 // The real-Docker layer: our shell scripts against a real engine, the offline
-// fixture images (test/fixtures/kiloclaw*) and a real local registry.
-// Needs: scripts/ci-deps.sh, scripts/start-docker.sh (which also imports the
+// fixture images (sandbox/fixtures/kiloclaw*) and a real local registry.
+// Needs: bootstrap/ci-deps.sh, bootstrap/start-docker.sh (which also imports the
 // fixture base image). Fails, never skips, when Docker is not running.
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -22,7 +22,7 @@ import {
     runScript,
     startRegistry,
     startScript,
-} from "./docker";
+} from "../../sandbox/docker";
 
 const PIN = "2026.2.9";
 const DIGEST_LINE = /^sha256:[0-9a-f]{64}$/;

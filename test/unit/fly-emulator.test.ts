@@ -1,8 +1,8 @@
 // The Fly emulator itself: auth rules, machine lifecycle, wait semantics and
 // fault injection. States and request logs are asserted, never durations.
 import * as assert from "node:assert/strict";
-import { FlyEmulator, FlyEmulatorOptions } from "../emulators/fly";
-import { until } from "../emulators/server";
+import { FlyEmulator, FlyEmulatorOptions } from "../../sandbox/emulators/fly";
+import { until } from "../../sandbox/emulators/server";
 
 const TOKEN = "classic-test-token";
 const IMAGE = "registry.fly.io/kiloclaw-machines:dev-0123456789ab";

@@ -8,8 +8,8 @@ import { warmMachineProvider, WarmMachineInputs, WARM_OWNER_KEY } from "../../dy
 import { workerImageVersionProvider, WorkerImageVersionInputs } from "../../dynamic-providers/workerImageVersionProvider";
 import { workerInstanceProvider, WorkerInstanceInputs } from "../../dynamic-providers/workerInstanceProvider";
 import { devFlyAppName } from "../../lib/identity";
-import { FlyEmulator } from "../emulators/fly";
-import { WorkerEmulator } from "../emulators/worker";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { scratchDir } from "../scratch";
 
 type Provider = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">>;

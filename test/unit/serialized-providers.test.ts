@@ -5,8 +5,8 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
-import { FlyEmulator } from "../emulators/fly";
-import { WorkerEmulator } from "../emulators/worker";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fakeCheckout, runMockedProgram, unwrapSecrets } from "../mocked-program";
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const requireFromString: (code: string, filename?: string) => any = require("require-from-string");

@@ -5,10 +5,10 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FlyEmulator } from "../emulators/fly";
-import { until } from "../emulators/server";
-import { flyAppNameFor, sandboxIdFor, WorkerEmulator, WorkerEmulatorOptions } from "../emulators/worker";
-import { flyAuthorization } from "../emulators/worker-fly-client";
+import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { until } from "../../sandbox/emulators/server";
+import { flyAppNameFor, sandboxIdFor, WorkerEmulator, WorkerEmulatorOptions } from "../../sandbox/emulators/worker";
+import { flyAuthorization } from "../../sandbox/emulators/worker-fly-client";
 
 const KEY = "internal-test-key";
 const FLY_TOKEN = "fly-test-token";

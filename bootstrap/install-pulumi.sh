@@ -2,10 +2,10 @@
 # Builds the Pulumi engine this project runs on, from Go modules, and caches it by version.
 #
 # Why: the official installer downloads release archives, which this project's machines cannot reach; the Go
-# module proxy they can reach serves the engine's source. scripts/pulumi-build/ pins the modules (go.mod/go.sum).
+# module proxy they can reach serves the engine's source. bootstrap/pulumi-build/ pins the modules (go.mod/go.sum).
 #
 # Usage:
-#   PATH="$(bash scripts/install-pulumi.sh | tail -1):$PATH"
+#   PATH="$(bash bootstrap/install-pulumi.sh | tail -1):$PATH"
 #
 # Installs into ${XDG_CACHE_HOME:-$HOME/.cache}/kiloclaw-rollout/pulumi-v3.248.0/bin:
 #   pulumi                          the CLI (pulumi version prints v3.248.0)

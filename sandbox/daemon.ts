@@ -1,7 +1,7 @@
 // The sandbox's long-running half (test/sandbox-services.ts), started detached
-// by scripts/sandbox.ts; stops cleanly, removing its containers, on SIGTERM.
+// by sandbox/cli.ts; stops cleanly, removing its containers, on SIGTERM.
 import * as fs from "node:fs";
-import { startSandboxServices } from "../test/sandbox-services";
+import { startSandboxServices } from "./services";
 
 interface DaemonConfig {
     stateFile: string;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the offline base image `kiloclaw-fixture-base:1` that the test fixtures
-# under test/fixtures/kiloclaw*/ start FROM. Nothing can be pulled on CI (no
+# under sandbox/fixtures/kiloclaw*/ start FROM. Nothing can be pulled on CI (no
 # Docker Hub), so the image is `docker import`ed from a tar made right here:
 #   - static busybox (Debian's busybox-static) with a symlink for every applet
 #     (sh, httpd, sleep, cat, ...),
@@ -14,7 +14,7 @@ set -euo pipefail
 
 IMAGE="${FIXTURE_BASE_IMAGE:-kiloclaw-fixture-base:1}"
 
-docker info >/dev/null 2>&1 || { echo "import-fixture-base: Docker is not running: run scripts/start-docker.sh" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "import-fixture-base: Docker is not running: run bootstrap/start-docker.sh" >&2; exit 1; }
 
 if [[ "${FORCE:-}" != 1 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "import-fixture-base: $IMAGE already exists"
@@ -22,7 +22,7 @@ if [[ "${FORCE:-}" != 1 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; the
 fi
 
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
-[[ -x $BUSYBOX ]] || { echo "import-fixture-base: no static busybox at $BUSYBOX: run scripts/ci-deps.sh (busybox-static)" >&2; exit 1; }
+[[ -x $BUSYBOX ]] || { echo "import-fixture-base: no static busybox at $BUSYBOX: run bootstrap/ci-deps.sh (busybox-static)" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -32,15 +32,19 @@ function running(): { pid: number; flyApiUrl: string; workerUrl: string } | unde
     return alive(state.pid) ? state : undefined;
 }
 
+function scriptFile(name: string): string {
+    return fs.existsSync(path.join(__dirname, name)) ? path.join(__dirname, name) : path.join(REPO, "bootstrap", name);
+}
+
 function sh(script: string, args: string[] = [], env: Record<string, string> = {}): void {
-    execFileSync("bash", [path.join(REPO, "scripts", script), ...args], { stdio: "inherit", env: { ...process.env, ...env } });
+    execFileSync("bash", [scriptFile(script), ...args], { stdio: "inherit", env: { ...process.env, ...env } });
 }
 
 /** The sandbox's own kiloclaw/ checkout: the offline fixture and a .dev.vars wired to the emulators. */
 function writeCheckout(token: string, internalKey: string): void {
     if (!fs.existsSync(path.join(KILOCLAW, "Dockerfile"))) {
         fs.mkdirSync(KILOCLAW, { recursive: true });
-        fs.cpSync(path.join(REPO, "test", "fixtures", "kiloclaw"), KILOCLAW, { recursive: true });
+        fs.cpSync(path.join(__dirname, "fixtures", "kiloclaw"), KILOCLAW, { recursive: true });
     }
     const devVars = path.join(KILOCLAW, ".dev.vars");
     if (!fs.existsSync(devVars)) {
@@ -85,7 +89,7 @@ async function start(): Promise<void> {
     writeCheckout(token, internalKey);
     sh("registry.sh", ["start"], { REGISTRY_PORT: String(REGISTRY_PORT), REGISTRY_TOKEN: token, REGISTRY_STATE_DIR: path.join(DIR, "registry") });
     const log = fs.openSync(path.join(DIR, "daemon.log"), "a");
-    const daemon = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "sandbox-daemon.ts")], {
+    const daemon = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "daemon.ts")], {
         cwd: REPO,
         detached: true,
         stdio: ["ignore", log, log],

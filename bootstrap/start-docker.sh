@@ -30,12 +30,12 @@ dockerd_alive() {
   return 1
 }
 
-command -v docker >/dev/null || die "no docker client on PATH: run scripts/ci-deps.sh"
+command -v docker >/dev/null || die "no docker client on PATH: run bootstrap/ci-deps.sh"
 
 if engine_answers; then
   echo "start-docker: engine already answering ($(docker info -f '{{.ServerVersion}}' 2>/dev/null))"
 else
-  command -v dockerd >/dev/null || die "dockerd not installed: run scripts/ci-deps.sh (Debian package docker.io)"
+  command -v dockerd >/dev/null || die "dockerd not installed: run bootstrap/ci-deps.sh (Debian package docker.io)"
   [[ $(id -u) -eq 0 ]] || die "dockerd needs root; run this script as root (or start Docker some other way)"
 
   # dockerd needs cgroups mounted (v1 controllers or the v2 unified hierarchy).

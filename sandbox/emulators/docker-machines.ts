@@ -73,7 +73,7 @@ export async function assertDockerRunning(): Promise<void> {
         throw new Error(
             "Docker is not running (docker info failed: " +
                 (r.stderr.trim().split("\n").pop() ?? "no output") +
-                "). Start it with scripts/start-docker.sh.",
+                "). Start it with bootstrap/start-docker.sh.",
         );
     }
 }

@@ -1,5 +1,5 @@
 // Helpers for tests that drive the real Docker engine and our shell scripts.
-// Docker must be running (scripts/start-docker.sh); when it is not, tests fail
+// Docker must be running (bootstrap/start-docker.sh); when it is not, tests fail
 // loudly instead of skipping, so a broken CI setup can never pass as "green".
 import { ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -8,9 +8,11 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
-export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+export const REPO_ROOT = path.resolve(__dirname, "..");
 export const SCRIPTS_DIR = path.join(REPO_ROOT, "scripts");
-export const FIXTURES_DIR = path.join(REPO_ROOT, "test", "fixtures");
+export const BOOTSTRAP_DIR = path.join(REPO_ROOT, "bootstrap");
+export const SANDBOX_DIR = path.join(REPO_ROOT, "sandbox");
+export const FIXTURES_DIR = path.join(REPO_ROOT, "sandbox", "fixtures");
 /** Label smoke-test.sh puts on every container it starts. */
 export const SMOKE_LABEL = "kiloclaw-rollout.smoke=1";
 
@@ -61,19 +63,26 @@ export function run(command: string, args: string[], opts: RunOptions = {}): Pro
 }
 
 /** Runs scripts/<name> with bash, the way the Pulumi components do. */
+/** A project shell script by file name: the rollout's (scripts/), the machine bootstrap's or the sandbox's. */
+export function scriptPath(name: string): string {
+    const dir = [SCRIPTS_DIR, BOOTSTRAP_DIR, SANDBOX_DIR].find((d) => fs.existsSync(path.join(d, name)));
+    if (!dir) throw new Error(`no script ${name} in scripts/, bootstrap/ or sandbox/`);
+    return path.join(dir, name);
+}
+
 export function runScript(name: string, args: string[] = [], opts: RunOptions = {}): Promise<RunResult> {
-    return run("bash", [path.join(SCRIPTS_DIR, name), ...args], opts);
+    return run("bash", [scriptPath(name), ...args], opts);
 }
 
 export function startScript(name: string, args: string[] = [], opts: RunOptions = {}): RunningProcess {
-    return startProcess("bash", [path.join(SCRIPTS_DIR, name), ...args], opts);
+    return startProcess("bash", [scriptPath(name), ...args], opts);
 }
 
 /** Throws (never skips) when no Docker engine answers. */
 export function assertDockerRunning(): void {
     const info = spawnSync("docker", ["info"], { stdio: "ignore" });
     if (info.error || info.status !== 0) {
-        throw new Error("Docker is not running: run scripts/start-docker.sh");
+        throw new Error("Docker is not running: run bootstrap/start-docker.sh");
     }
 }
 
@@ -138,13 +147,13 @@ export interface LocalRegistry {
     stop(): Promise<void>;
 }
 
-/** Starts scripts/registry.sh on a free port, random token, temporary state dir. */
+/** Starts sandbox/registry.sh on a free port, random token, temporary state dir. */
 export async function startRegistry(): Promise<LocalRegistry> {
     const port = await freePort();
     const token = randomBytes(18).toString("base64url");
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-registry-"));
     const env = { REGISTRY_PORT: String(port), REGISTRY_TOKEN: token, REGISTRY_STATE_DIR: stateDir };
-    await mustSucceed("scripts/registry.sh start", runScript("registry.sh", ["start"], { env }));
+    await mustSucceed("sandbox/registry.sh start", runScript("registry.sh", ["start"], { env }));
     const authorization = "Basic " + Buffer.from(`x:${token}`).toString("base64");
     return {
         port,

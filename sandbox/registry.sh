@@ -5,7 +5,7 @@
 # Docker treats 127.0.0.0/8 registries as insecure by default, so plain http
 # works for `docker login` / `docker push` without any daemon setting.
 #
-# Usage: scripts/registry.sh start|stop|status
+# Usage: sandbox/registry.sh start|stop|status
 # Env:   REGISTRY_PORT       (5055)
 #        REGISTRY_TOKEN      (required for start; never printed)
 #        REGISTRY_STATE_DIR  ($REPO/.sandbox/registry)  data/, htpasswd, config, pid, log
@@ -48,8 +48,8 @@ token_accepted() {
 
 start() {
   [[ -n "${REGISTRY_TOKEN:-}" ]] || die "REGISTRY_TOKEN is required for start (it becomes the password of user x)"
-  command -v docker-registry >/dev/null || die "docker-registry not installed: run scripts/ci-deps.sh"
-  command -v htpasswd >/dev/null || die "htpasswd not installed: run scripts/ci-deps.sh (apache2-utils)"
+  command -v docker-registry >/dev/null || die "docker-registry not installed: run bootstrap/ci-deps.sh"
+  command -v htpasswd >/dev/null || die "htpasswd not installed: run bootstrap/ci-deps.sh (apache2-utils)"
 
   local pid
   if pid="$(running_pid)"; then
@@ -72,7 +72,7 @@ start() {
   chmod 600 "$HTPASSWD"
 
   cat >"$CONFIG" <<EOF
-# Written by scripts/registry.sh
+# Written by sandbox/registry.sh
 version: 0.1
 log:
   level: info

@@ -1,0 +1,130 @@
+// The rollout, in the runbook's order: build → smoke tests → push → warm on Fly
+// → point the worker at the tag → destroy and re-provision the instance.
+import * as pulumi from "@pulumi/pulumi";
+import { ImageValidation } from "./components/ImageValidation";
+import { KiloclawImage } from "./components/KiloclawImage";
+import { RegistryPush } from "./components/RegistryPush";
+import { WarmMachine } from "./components/WarmMachine";
+import { WorkerImageVersion } from "./components/WorkerImageVersion";
+import { WorkerInstance } from "./components/WorkerInstance";
+import { RolloutConfig } from "./lib/config";
+
+/** What a developer checks by hand today: the stack outputs. */
+export interface RolloutOutputs {
+    imageRef: pulumi.Output<string>;
+    tag: pulumi.Output<string>;
+    openclawVersion: pulumi.Output<string>;
+    userId: string;
+    flyAppName: pulumi.Output<string>;
+    flyMachineId: pulumi.Output<string>;
+    status: pulumi.Output<string>;
+    trackedImageTag: pulumi.Output<string>;
+    /** Secret. */
+    gatewayToken: pulumi.Output<string>;
+}
+
+/** Declares the whole rollout for one developer's stack. */
+export function rollout(config: RolloutConfig): RolloutOutputs {
+    const { secrets, source } = config;
+
+    // Either build, test and push the checkout's Dockerfile, or roll out an image already in the registry.
+    let imageRefOut: pulumi.Output<string>;
+    let imageTag: pulumi.Input<string>;
+    let imageDigest: pulumi.Input<string> | undefined;
+    let pushed: pulumi.Resource[] = [];
+    if (source.kind === "build") {
+        const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile });
+        const validation = config.validate
+            ? new ImageValidation("smoke-tests", {
+                  image: image.imageName,
+                  imageId: image.imageId,
+                  expectedOpenclawVersion: config.openclawVersion,
+                  startupDeadlineSeconds: config.smokeStartupSeconds,
+                  gatewayDeadlineSeconds: config.smokeGatewaySeconds,
+              })
+            : undefined;
+        const push = new RegistryPush(
+            "registry",
+            {
+                sourceImage: image.imageName,
+                sourceImageId: image.imageId,
+                registryServer: config.registryServer,
+                registryApp: config.registryApp,
+                imageTag: image.imageTag,
+                registryToken: secrets.flyApiToken,
+            },
+            { dependsOn: validation ? [validation] : [image] },
+        );
+        imageRefOut = push.imageRef;
+        imageTag = image.imageTag;
+        imageDigest = push.digest;
+        pushed = [push];
+    } else {
+        imageRefOut = pulumi.output(source.imageRef);
+        imageTag = source.imageTag;
+    }
+
+    const warm = config.warm
+        ? new WarmMachine(
+              "warm",
+              {
+                  flyApiUrl: config.flyApiUrl,
+                  appName: config.registryApp,
+                  region: config.region,
+                  image: imageRefOut,
+                  flyApiToken: secrets.flyApiToken,
+                  owner: `${pulumi.getProject()}.${pulumi.getStack()}`,
+                  timeoutSeconds: config.warmTimeoutSeconds,
+              },
+              { dependsOn: pushed },
+          )
+        : undefined;
+
+    const workerVersion = new WorkerImageVersion(
+        "worker-image",
+        {
+            devVarsPath: config.devVarsPath,
+            imageTag,
+            imageDigest,
+            openclawVersion: config.openclawVersion,
+            openclawPin: config.openclawPin,
+            registryServer: config.registryServer,
+            registryApp: config.registryApp,
+            workerRegistryApp: config.workerRegistryApp,
+            workerUrl: config.workerUrl,
+            internalApiKey: secrets.internalApiKey,
+            publish: config.publishImageVersion,
+            workerSettings: config.workerSettings,
+            envLocalKeys: config.envLocalKeys,
+        },
+        { dependsOn: warm ? [warm] : pushed },
+    );
+
+    const instance = new WorkerInstance(
+        "instance",
+        {
+            workerUrl: config.workerUrl,
+            userId: config.userId,
+            imageTag,
+            openclawVersion: config.openclawVersion,
+            region: config.region,
+            kilocodeApiKey: secrets.kilocodeApiKey,
+            internalApiKey: secrets.internalApiKey,
+            expectedFlyAppName: config.flyAppName,
+            timeoutSeconds: config.instanceTimeoutSeconds,
+        },
+        { dependsOn: [workerVersion] },
+    );
+
+    return {
+        imageRef: imageRefOut,
+        tag: pulumi.output(imageTag),
+        openclawVersion: instance.openclawVersion,
+        userId: config.userId,
+        flyAppName: instance.flyAppName,
+        flyMachineId: instance.flyMachineId,
+        status: instance.status,
+        trackedImageTag: instance.trackedImageTag,
+        gatewayToken: instance.gatewayToken,
+    };
+}
