@@ -9,9 +9,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { WARM_OWNER_KEY } from "../../dynamic-providers/warmMachineProvider";
 import { devFlyAppName } from "../../lib/identity";
-import { mockOutputs } from "../mock-outputs";
-import { fakeCheckout, MockedRun, runMockedProgram, unwrapSecrets } from "../mocked-program";
-import { HarnessResource, runPack } from "../policy-harness";
+import { fakeCheckout, policyResources, runProgram } from "../program-harness";
+import { runPack } from "../policy-harness";
 import { freePort, REPO_ROOT } from "../../sandbox/docker";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fault } from "./leaks";
@@ -214,19 +213,10 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
                 "",
             ].join("\n");
 
-        function policyResources(run: MockedRun): HarnessResource[] {
-            return run.resources
-                .filter((r) => r.custom)
-                .map((r) => {
-                    const { __provider, ...props } = unwrapSecrets(r.inputs);
-                    return { type: r.type, name: r.name, urn: r.urn, props, outputs: { ...props, ...mockOutputs(r.type, props) } };
-                });
-        }
-
         async function packOver(extra: string[]) {
             const checkout = fakeCheckout({ devVars: devVars(extra) });
             try {
-                const program = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER });
+                const program = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER } });
                 assert.equal(program.error, undefined, program.error);
                 return await runPack(policyResources(program));
             } finally {

@@ -16,7 +16,7 @@ import { spawnSync } from "node:child_process";
 import { devFlyAppName } from "../../lib/identity";
 import { RequestLogEntry } from "../../sandbox/emulators/server";
 import { assertDockerRunning, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, RunResult, runScript, startRegistry } from "../../sandbox/docker";
-import { fakeCheckout, isSecretValue, runMockedProgram } from "../mocked-program";
+import { fakeCheckout, isSecretValue, runProgram } from "../program-harness";
 import { findLeaks } from "./leaks";
 import { closeStage, destroyRollout, instance, instanceInputs, REGISTRY_APP, rollout, RolloutResult, Stage, startStage, TAG, warm, warmInputs, workerVersion, versionInputs } from "./rollout";
 
@@ -251,7 +251,7 @@ describe("secret hygiene", function () {
     });
 
     describe("the program under mocks", () => {
-        it("the program registers secrets only as secrets: plain inputs and outputs hold none", () => {
+        it("the program registers secrets only as secrets: plain inputs and outputs hold none", async () => {
             const checkout = fakeCheckout({
                 devVars: [
                     `INTERNAL_API_SECRET=${secrets.internalApiKey}`,
@@ -264,10 +264,10 @@ describe("secret hygiene", function () {
                 envLocal: `NEXTAUTH_SECRET=${secrets.envLocalSecret}\n`,
             });
             try {
-                const program = runMockedProgram(
-                    { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": "secrets-user", "kiloclaw:kilocodeApiKey": secrets.kilocodeApiKey },
-                    ["kiloclaw:kilocodeApiKey"],
-                );
+                const program = await runProgram({
+                    config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": "secrets-user", "kiloclaw:kilocodeApiKey": secrets.kilocodeApiKey },
+                    secretKeys: ["kiloclaw:kilocodeApiKey"],
+                });
                 assert.equal(program.error, undefined, program.error);
                 for (const r of program.resources) {
                     const found: Capture[] = [];

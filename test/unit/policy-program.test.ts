@@ -2,20 +2,10 @@
 // configuration and for a bad one.
 import * as assert from "node:assert/strict";
 import { devFlyAppName } from "../../lib/identity";
-import { mockOutputs } from "../mock-outputs";
-import { fakeCheckout, MockedRun, runMockedProgram, unwrapSecrets } from "../mocked-program";
-import { HarnessResource, runPack } from "../policy-harness";
+import { runPack } from "../policy-harness";
+import { fakeCheckout, policyResources, runProgram } from "../program-harness";
 
 const USER = "policy-user";
-
-function asPolicyResources(run: MockedRun): HarnessResource[] {
-    return run.resources
-        .filter((r) => r.custom)
-        .map((r) => {
-            const { __provider, ...props } = unwrapSecrets(r.inputs);
-            return { type: r.type, name: r.name, urn: r.urn, props, outputs: { ...props, ...mockOutputs(r.type, props) } };
-        });
-}
 
 const DEV_VARS = (extra: string[] = []) =>
     [
@@ -39,9 +29,9 @@ describe("the policy pack over the mocked program", function () {
             ]),
             envLocal: "DATABASE_URL=postgres://localhost/dev\n",
         });
-        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER });
+        const run = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER } });
         assert.equal(run.error, undefined, run.error);
-        const violations = await runPack(asPolicyResources(run));
+        const violations = await runPack(policyResources(run));
         assert.deepEqual(violations, []);
     });
 
@@ -55,9 +45,10 @@ describe("the policy pack over the mocked program", function () {
             envLocal: "NEXTAUTH_SECRET=override\nOPENROUTER_API_KEY=sk-or-override\n",
         });
         // Push to one app while the worker pulls from another (push-dev.sh's trap).
-        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:registryApp": "kiloclaw-other" });
+        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:registryApp": "kiloclaw-other" };
+        const run = await runProgram({ config });
         assert.equal(run.error, undefined, run.error);
-        const violations = await runPack(asPolicyResources(run));
+        const violations = await runPack(policyResources(run));
         const byPolicy = (name: string) => violations.filter((v) => v.policy === name);
         assert.deepEqual([...new Set(violations.map((v) => v.policy))].sort(), [
             "allowed-origins-include-app",

@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { devFlyAppName } from "../../lib/identity";
-import { fakeCheckout, isSecretValue, MockedRun, RegisteredResource, runMockedProgram, unwrapSecrets } from "../mocked-program";
+import { fakeCheckout, findResource as find, isSecretValue, parentOf, ProgramRun, RegisteredResource, runProgram, unwrapSecrets } from "../program-harness";
 
 const USER = "44792035-0fb0-45e1-9115-ac6575f1ffa7";
 const SECRETS = {
@@ -8,12 +8,6 @@ const SECRETS = {
     "kiloclaw:flyApiToken": "fm2_configuredflytoken",
     "kiloclaw:kilocodeApiKey": "kilocode-key-configured",
 };
-
-function find(run: MockedRun, type: string): RegisteredResource {
-    const r = run.resources.find((x) => x.type === type);
-    assert.ok(r, `no ${type} registered; got ${run.resources.map((x) => x.type).join(", ")}`);
-    return r!;
-}
 
 /** Every plain (non-secret-wrapped) string anywhere in a value. */
 function plainStrings(v: unknown, out: string[] = []): string[] {
@@ -26,10 +20,11 @@ function plainStrings(v: unknown, out: string[] = []): string[] {
 
 describe("the program under mocks", function () {
     this.timeout(120_000);
-    let run: MockedRun;
-    before(() => {
+    let run: ProgramRun;
+    before(async () => {
         const checkout = fakeCheckout();
-        run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, ...SECRETS }, Object.keys(SECRETS), "alice");
+        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, ...SECRETS };
+        run = await runProgram({ config, secretKeys: Object.keys(SECRETS), stack: "alice" });
         assert.equal(run.error, undefined, run.error);
     });
 
@@ -43,16 +38,17 @@ describe("the program under mocks", function () {
             "kiloclaw:index:WorkerImageVersion",
             "kiloclaw:index:WorkerInstance",
         ]);
-        const parentOf = (childType: string, parentType: string) => {
-            const child = find(run, childType);
-            assert.ok(child.parent.includes(`${parentType}::`), `${childType} parent is ${child.parent}`);
-        };
-        parentOf("docker:index/image:Image", "kiloclaw:index:KiloclawImage");
-        parentOf("pulumi-nodejs:dynamic/kiloclaw:WarmMachine", "kiloclaw:index:WarmMachine");
-        parentOf("pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion", "kiloclaw:index:WorkerImageVersion");
-        parentOf("pulumi-nodejs:dynamic/kiloclaw:WorkerInstance", "kiloclaw:index:WorkerInstance");
+        const stack = find(run, "pulumi:pulumi:Stack");
+        for (const component of run.resources.filter((r) => r.type.startsWith("kiloclaw:index:"))) {
+            assert.equal(component.parent, stack.urn, `${component.type} is not a child of the stack`);
+        }
+        const parentType = (child: RegisteredResource) => parentOf(run, child)?.type;
+        assert.equal(parentType(find(run, "docker:index/image:Image")), "kiloclaw:index:KiloclawImage");
+        for (const t of ["WarmMachine", "WorkerImageVersion", "WorkerInstance"]) {
+            assert.equal(parentType(find(run, `pulumi-nodejs:dynamic/kiloclaw:${t}`)), `kiloclaw:index:${t}`);
+        }
         const commands = run.resources.filter((r) => r.type === "command:local:Command");
-        assert.deepEqual(commands.map((c) => c.parent.split("::").slice(-2)[0]).sort(), ["kiloclaw:index:ImageValidation", "kiloclaw:index:RegistryPush"]);
+        assert.deepEqual(commands.map(parentType).sort(), ["kiloclaw:index:ImageValidation", "kiloclaw:index:RegistryPush"]);
     });
 
     it("orders the steps image → validation → push → warm → worker version → instance", () => {
@@ -134,21 +130,21 @@ describe("the program under mocks", function () {
 describe("program modes and config errors", function () {
     this.timeout(120_000);
 
-    it("rolls out a prebuilt imageRef without building, testing or pushing", () => {
+    it("rolls out a prebuilt imageRef without building, testing or pushing", async () => {
         const checkout = fakeCheckout();
-        const run = runMockedProgram(
-            { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:imageRef": "registry.fly.io/kiloclaw-dev:dev-teammate01", ...SECRETS },
-            Object.keys(SECRETS),
-        );
+        const imageRef = "registry.fly.io/kiloclaw-dev:dev-teammate01";
+        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:imageRef": imageRef, ...SECRETS };
+        const run = await runProgram({ config, secretKeys: Object.keys(SECRETS) });
         assert.equal(run.error, undefined, run.error);
         assert.ok(!run.resources.some((r) => r.type === "docker:index/image:Image" || r.type === "command:local:Command"));
         assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine").inputs.image, "registry.fly.io/kiloclaw-dev:dev-teammate01");
         assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance").inputs.imageTag, "dev-teammate01");
     });
 
-    it("decodes instanceId into the userId and reads secrets from .dev.vars when not configured", () => {
+    it("decodes instanceId into the userId and reads secrets from .dev.vars when not configured", async () => {
         const checkout = fakeCheckout();
-        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:instanceId": Buffer.from(USER).toString("base64"), "kiloclaw:warm": "false" });
+        const instanceId = Buffer.from(USER).toString("base64");
+        const run = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:instanceId": instanceId, "kiloclaw:warm": "false" } });
         assert.equal(run.error, undefined, run.error);
         const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
         assert.equal(instance.inputs.userId, USER);
@@ -157,20 +153,20 @@ describe("program modes and config errors", function () {
         assert.ok(!run.resources.some((r) => r.type.endsWith("WarmMachine")), "warm=false still registered a warm machine");
     });
 
-    it("lists every problem with the command that fixes it", () => {
+    it("lists every problem with the command that fixes it", async () => {
         const checkout = fakeCheckout({ dockerfile: "FROM x\nRUN npm install -g openclaw@latest\n", devVars: "WORKER_ENV=development\n" });
-        const run = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:region": "iad" });
+        const run = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:region": "iad" } });
         assert.ok(run.error, "expected a configuration error");
         assert.match(run.error!, /kiloclaw:userId <your userId>/);
         assert.match(run.error!, /Dockerfile:2: `openclaw@latest` is not an exact version/);
         assert.equal(run.resources.length, 0);
     });
 
-    it("names a missing checkout and missing secrets", () => {
-        const run = runMockedProgram({ "kiloclaw:userId": USER });
+    it("names a missing checkout and missing secrets", async () => {
+        const run = await runProgram({ config: { "kiloclaw:userId": USER } });
         assert.match(run.error!, /kiloclaw:kiloclawDir is not set/);
         const checkout = fakeCheckout({ devVars: "WORKER_ENV=development\n" });
-        const run2 = runMockedProgram({ "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER });
+        const run2 = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER } });
         assert.match(run2.error!, /pulumi config set --secret kiloclaw:internalApiKey/);
         assert.match(run2.error!, /pulumi config set --secret kiloclaw:flyApiToken/);
     });

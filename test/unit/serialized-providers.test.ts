@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
-import { fakeCheckout, runMockedProgram, unwrapSecrets } from "../mocked-program";
+import { fakeCheckout, runProgram, unwrapSecrets } from "../program-harness";
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
 
@@ -39,13 +39,14 @@ describe("serialized providers (the __provider text in the state)", function () 
         kiloclawDir = fakeCheckout({ devVars }).kiloclawDir;
         // Stands in for the restart that makes the worker read the new tag.
         worker = await WorkerEmulator.start({ devVarsPath: path.join(kiloclawDir, ".dev.vars"), flyApiUrl: fly.url, reloadDevVarsOnRequest: true });
-        const run = runMockedProgram({
+        const config = {
             "kiloclaw:kiloclawDir": kiloclawDir,
             "kiloclaw:userId": USER,
             "kiloclaw:imageRef": `registry.fly.io/kiloclaw-dev:${TAG}`,
             "kiloclaw:workerUrl": worker.url,
             "kiloclaw:flyApiUrl": fly.url,
-        });
+        };
+        const run = await runProgram({ config });
         assert.equal(run.error, undefined, run.error);
         texts = {};
         inputsByType = {};

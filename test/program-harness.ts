@@ -1,0 +1,204 @@
+// Runs `rollout(config)` in this process under Pulumi's mocks and records what
+// it registers (type, name, URN, parent, dependencies, inputs) and its outputs.
+//
+// The mocks API shows a mock only a resource's type, name and inputs; parent and
+// dependencies sit on the register request. `setMocks(mocks)` is
+// `setMockOptions(new MockMonitor(mocks))` plus feature flags, so the harness
+// installs a subclass of the SDK's MockMonitor with `setMockOptions`, and runs
+// the program inside `runInPulumiStack`, which reads the monitor's features the
+// way the language host does. Each run gets a fresh monitor, config and root
+// stack; runs are serialized because the runtime's state is process-wide.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import { loadRolloutConfig, RolloutConfig } from "../lib/config";
+import { rollout, RolloutOutputs } from "../rollout";
+import { mockOutputs } from "./mock-outputs";
+import type { HarnessResource } from "./policy-harness";
+import { scratchDir } from "./scratch";
+
+export const PROJECT = "kiloclaw-rollout";
+
+export interface RegisteredResource {
+    type: string;
+    name: string;
+    urn: string;
+    custom: boolean;
+    /** The parent's URN ("" for the root stack). */
+    parent: string;
+    /** URNs this resource depends on (explicit dependsOn and the resources behind its Output inputs). */
+    dependencies: string[];
+    /** As a provider would receive them: secrets stay wrapped (see isSecretValue / unwrapSecrets). */
+    inputs: Record<string, any>;
+}
+
+export interface ProgramRun {
+    /** The message of the error the program threw (a configuration error, say); unset when it ran. */
+    error?: string;
+    resources: RegisteredResource[];
+    /** The stack outputs (undefined while unknown during a preview) and whether each is secret. */
+    outputs: Record<string, { value: unknown; secret: boolean }>;
+}
+
+/** What a mocked provider answers for one resource: its output state (merged over its inputs). */
+export type MockOutputs = (type: string, inputs: Record<string, any>, name: string) => Record<string, unknown>;
+
+export interface ProgramOptions {
+    /** `pulumi config` values, e.g. {"kiloclaw:userId": "…"}. */
+    config?: Record<string, string>;
+    /** Keys of `config` that are secrets. */
+    secretKeys?: string[];
+    stack?: string;
+    /** Run as `pulumi preview` does: outputs the mocks leave out are unknown. */
+    preview?: boolean;
+    /** Default: mockOutputs from mock-outputs.ts. */
+    outputs?: MockOutputs;
+    /** Adjust the loaded config before the program runs (the config still comes from `config`). */
+    adjust?: (config: RolloutConfig) => RolloutConfig;
+}
+
+class RecordingMonitor extends MockMonitor {
+    readonly registered: RegisteredResource[] = [];
+
+    async registerResource(req: any, callback: (err: any, response: any) => void): Promise<void> {
+        const entry: RegisteredResource = {
+            type: req.getType(),
+            name: req.getName(),
+            urn: "",
+            custom: req.getCustom(),
+            parent: req.getParent(),
+            dependencies: req.getDependenciesList(),
+            inputs: pulumi.runtime.deserializeProperties(req.getObject()),
+        };
+        this.registered.push(entry);
+        return super.registerResource(req, (err, response) => {
+            if (response) entry.urn = response.getUrn();
+            callback(err, response);
+        });
+    }
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Runs the rollout as `pulumi up` (or preview) would, against mocked providers. Safe to call many times in one process. */
+export function runProgram(options: ProgramOptions = {}): Promise<ProgramRun> {
+    const run = queue.then(() => runOnce(options));
+    queue = run.catch(() => undefined);
+    return run;
+}
+
+async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
+    const answer = options.outputs ?? mockOutputs;
+    const monitor = new RecordingMonitor({
+        newResource: (args) => ({
+            id: args.custom ? `${args.name}-id` : undefined,
+            state: { ...args.inputs, ...answer(args.type, args.inputs, args.name) },
+        }),
+        call: (args) => args.inputs,
+    });
+    pulumi.runtime.setMockOptions(monitor, PROJECT, options.stack ?? "test", options.preview ?? false);
+    pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
+    try {
+        // Configuration errors come before the first resource, as in index.ts.
+        let config: RolloutConfig;
+        try {
+            config = loadRolloutConfig();
+            if (options.adjust) config = options.adjust(config);
+        } catch (err) {
+            return { error: (err as Error).message, resources: [], outputs: {} };
+        }
+        let returned: RolloutOutputs | undefined;
+        let stackOutputs: Record<string, unknown> = {};
+        try {
+            stackOutputs = (await pulumi.runtime.runInPulumiStack(async () => (returned = rollout(config)))) ?? {};
+        } catch (err) {
+            return { error: String((err as Error)?.stack ?? err), resources: monitor.registered, outputs: {} };
+        }
+        const outputs: ProgramRun["outputs"] = {};
+        for (const [name, value] of Object.entries(returned ?? {})) {
+            outputs[name] = { value: stackOutputs[name], secret: await pulumi.isSecret(pulumi.output(value)) };
+        }
+        return { resources: monitor.registered, outputs };
+    } finally {
+        // Waits for every outstanding registration, then drops the monitor.
+        await pulumi.runtime.disconnect();
+    }
+}
+
+/** True for the SDK's secret envelope, as mocks and providers receive a secret input. */
+export function isSecretValue(v: unknown): v is { value: any } {
+    return (
+        !!v && typeof v === "object" && (v as Record<string, unknown>)[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig
+    );
+}
+
+/** Replaces secret envelopes with their plain values (what a policy sees). */
+export function unwrapSecrets(v: any): any {
+    if (isSecretValue(v)) return unwrapSecrets(v.value);
+    if (Array.isArray(v)) return v.map(unwrapSecrets);
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+    return v;
+}
+
+/** Registered resources of one type. */
+export function resourcesOfType(run: ProgramRun, type: string): RegisteredResource[] {
+    return run.resources.filter((r) => r.type === type);
+}
+
+/** The one registered resource of a type; fails with what was registered instead. */
+export function findResource(run: ProgramRun, type: string): RegisteredResource {
+    const found = resourcesOfType(run, type);
+    if (found.length !== 1) {
+        throw new Error(`expected one ${type}, got ${found.length}; registered: ${run.resources.map((x) => x.type).join(", ")}`);
+    }
+    return found[0];
+}
+
+/** The custom resources of a run as the policy pack sees them: plain inputs as props, mocked outputs for stack policies. */
+export function policyResources(run: ProgramRun, outputs: MockOutputs = mockOutputs): HarnessResource[] {
+    return run.resources
+        .filter((r) => r.custom)
+        .map((r) => {
+            const { __provider, ...props } = unwrapSecrets(r.inputs);
+            return { type: r.type, name: r.name, urn: r.urn, props, outputs: { ...props, ...outputs(r.type, props, r.name) } };
+        });
+}
+
+/** The resource a resource was registered under (undefined for the root stack). */
+export function parentOf(run: ProgramRun, child: RegisteredResource): RegisteredResource | undefined {
+    return run.resources.find((r) => r.urn === child.parent);
+}
+
+export interface FakeCheckout {
+    kiloclawDir: string;
+    root: string;
+}
+
+/** A cloud/ checkout with kiloclaw/{Dockerfile,.dev.vars} and an optional .env.development.local. */
+export function fakeCheckout(opts: { dockerfile?: string; devVars?: string; envLocal?: string } = {}): FakeCheckout {
+    const root = scratchDir("kiloclaw-cloud-");
+    const kiloclawDir = path.join(root, "kiloclaw");
+    fs.mkdirSync(kiloclawDir);
+    fs.writeFileSync(
+        path.join(kiloclawDir, "Dockerfile"),
+        opts.dockerfile ?? "FROM debian:bookworm-slim\nRUN npm install -g openclaw@2026.2.9 && openclaw --version\nEXPOSE 18789\n",
+    );
+    fs.writeFileSync(path.join(kiloclawDir, "start-openclaw.sh"), "#!/bin/bash\n");
+    fs.writeFileSync(
+        path.join(kiloclawDir, ".dev.vars"),
+        opts.devVars ??
+            [
+                "INTERNAL_API_SECRET=internal-secret-from-dev-vars",
+                "FLY_API_TOKEN=fly-token-from-dev-vars",
+                "GATEWAY_TOKEN_SECRET=gw-secret",
+                "WORKER_ENV=development",
+                "FLY_REGISTRY_APP=kiloclaw-dev",
+                "FLY_IMAGE_TAG=dev-1771448521",
+                "OPENCLAW_VERSION=2026.2.9",
+                "",
+            ].join("\n"),
+    );
+    if (opts.envLocal !== undefined) fs.writeFileSync(path.join(root, ".env.development.local"), opts.envLocal);
+    return { kiloclawDir, root };
+}
