@@ -1,84 +1,10 @@
 import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as crypto from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { hashBuildContext, imageTagForContext, isIgnored, listContextFiles, parseDockerignore } from "../../lib/contextHash";
 import { parseDevVars, updateDevVars } from "../../lib/devVars";
 import { flyAuthorizationHeader } from "../../lib/flyAuth";
 import { decodeInstanceId, devFlyAppName, sandboxIdFor } from "../../lib/identity";
 import { findOpenclawPin, parseOpenclawPin } from "../../lib/openclawPin";
-import { scratchDir } from "../scratch";
-
-function tempContext(files: Record<string, string>): string {
-    const dir = scratchDir("kiloclaw-ctx-");
-    for (const [rel, content] of Object.entries(files)) {
-        fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
-        fs.writeFileSync(path.join(dir, rel), content);
-    }
-    return dir;
-}
-
-describe("build-context hashing", () => {
-    const base = {
-        Dockerfile: "FROM scratch\nRUN npm install -g openclaw@2026.2.9\n",
-        "start-openclaw.sh": "#!/bin/sh\n",
-        ".dockerignore": "node_modules\n*.log\n.dev.vars\ndocs/**\n!docs/keep.md\n",
-        "node_modules/x/index.js": "x",
-        "debug.log": "noise",
-        ".dev.vars": "INTERNAL_API_SECRET=s",
-        "docs/a.md": "a",
-        "docs/keep.md": "keep",
-    };
-
-    it("is stable for the same files and gives a dev- tag of 12 hex digits", () => {
-        const a = tempContext(base);
-        const b = tempContext(base);
-        assert.equal(hashBuildContext(a), hashBuildContext(b));
-        assert.match(imageTagForContext(a), /^dev-[0-9a-f]{12}$/);
-    });
-
-    it("changes when a sent file changes, is added, or becomes executable", () => {
-        const dir = tempContext(base);
-        const before = hashBuildContext(dir);
-        fs.writeFileSync(path.join(dir, "Dockerfile"), base.Dockerfile.replace("2026.2.9", "2026.2.22"));
-        const bumped = hashBuildContext(dir);
-        assert.notEqual(bumped, before);
-        fs.chmodSync(path.join(dir, "start-openclaw.sh"), 0o755);
-        assert.notEqual(hashBuildContext(dir), bumped);
-        const chmodded = hashBuildContext(dir);
-        fs.writeFileSync(path.join(dir, "new.txt"), "n");
-        assert.notEqual(hashBuildContext(dir), chmodded);
-    });
-
-    it("ignores files .dockerignore excludes, honouring ! exceptions", () => {
-        const dir = tempContext(base);
-        const before = hashBuildContext(dir);
-        fs.writeFileSync(path.join(dir, "debug.log"), "other noise");
-        fs.writeFileSync(path.join(dir, ".dev.vars"), "INTERNAL_API_SECRET=changed");
-        fs.writeFileSync(path.join(dir, "node_modules/x/index.js"), "y");
-        fs.writeFileSync(path.join(dir, "docs/a.md"), "b");
-        assert.equal(hashBuildContext(dir), before);
-        fs.writeFileSync(path.join(dir, "docs/keep.md"), "changed");
-        assert.notEqual(hashBuildContext(dir), before);
-        assert.deepEqual(listContextFiles(dir), [".dockerignore", "Dockerfile", "docs/keep.md", "start-openclaw.sh"]);
-    });
-
-    it("matches Docker's pattern rules", () => {
-        const rules = parseDockerignore("/build\n**/*.tmp\nsrc/*/gen\n# comment\n");
-        assert.ok(isIgnored("build/out.bin", rules));
-        assert.ok(isIgnored("a/b/c.tmp", rules));
-        assert.ok(isIgnored("x.tmp", rules));
-        assert.ok(isIgnored("src/pkg/gen/file.ts", rules));
-        assert.ok(!isIgnored("src/pkg/other/file.ts", rules));
-        assert.ok(!isIgnored("rebuild/x", rules));
-    });
-
-    it("always sends the Dockerfile, even when .dockerignore names it", () => {
-        const dir = tempContext({ Dockerfile: "FROM scratch\n", ".dockerignore": "Dockerfile\n" });
-        assert.deepEqual(listContextFiles(dir), [".dockerignore", "Dockerfile"]);
-    });
-});
 
 describe("openclaw pin parsing", () => {
     it("reads the version from the npm install -g line, like the worker's CI sed", () => {
