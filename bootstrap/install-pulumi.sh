@@ -11,8 +11,10 @@
 #   pulumi                          the CLI (pulumi version prints v3.248.0)
 #   pulumi-language-nodejs          the Node.js language host (our own, see pulumi-build/cmd/pulumi-language-nodejs)
 #   pulumi-resource-pulumi-nodejs   the dynamic-provider shim shipped in the sdk/v3 module
-# The bin dir is the last (only) line on stdout; progress goes to stderr, the build log to
+# The bin dir is the last (only) line on stdout; progress goes to stderr (what it builds, and every
+# PROGRESS_SECONDS, default 20, how long it has run and what go is doing), the build log to
 # ${TMPDIR:-/tmp}/install-pulumi-v3.248.0.log. A second run with nothing changed reuses the cache in seconds.
+# Network: only the first build, for the Go module proxy (or an offline GOPROXY/GOFLAGS=-mod=vendor setup).
 set -euo pipefail
 
 PULUMI_VERSION="v3.248.0" # matches @pulumi/pulumi in package-lock.json
@@ -68,23 +70,59 @@ if installed_ok; then
   exit 0
 fi
 
-say "building Pulumi $PULUMI_VERSION from Go modules (several minutes on 2 cores the first time); log: $log_file"
+say "building Pulumi $PULUMI_VERSION from Go modules: about 12 minutes on 2 cores the first time, seconds afterwards"
+say "(downloads go through the Go module proxy unless the module cache has them); log: $log_file"
 staging="$(mktemp -d "$install_root/staging.XXXXXX")"
-trap 'rm -rf "$staging"' EXIT
+ticker=""
+trap '[[ -n $ticker ]] && kill "$ticker" 2>/dev/null; rm -rf "$staging"' EXIT
 : >"$log_file"
+started=$SECONDS
+
+# What go is doing right now, from the log (go build -v prints each package it compiles).
+activity() {
+  local downloads compiled last
+  downloads="$(grep -c '^go: downloading' "$log_file" || true)"
+  compiled="$(grep -vc '^go: ' "$log_file" || true)"
+  last="$(tail -n 1 "$log_file" | cut -c1-90)"
+  echo "$downloads modules downloaded, $compiled packages compiled${last:+; last: $last}"
+}
+
+# A line every PROGRESS_SECONDS while a step runs: how long the whole build has run and what go is doing.
+tick() {
+  local what="$1" nap=""
+  # sleep in the background so that the kill at the end of the step also ends the sleep at once.
+  trap '[[ -n $nap ]] && kill "$nap" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep "${PROGRESS_SECONDS:-20}" &
+    nap=$!
+    wait "$nap"
+    say "$what: $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s so far ($(activity))"
+  done
+}
 
 build() {
-  (cd "$build_module" && go build -trimpath "$@") >>"$log_file" 2>&1 || {
+  local what="$1" step_started=$SECONDS
+  shift
+  say "$what"
+  tick "$what" >&2 &
+  ticker=$!
+  (cd "$build_module" && go build -v -trimpath "$@") >>"$log_file" 2>&1 || {
+    kill "$ticker" 2>/dev/null
     say "error: go build $* failed; last lines of $log_file:"
     tail -n 40 "$log_file" >&2
     exit 1
   }
+  kill "$ticker" 2>/dev/null
+  wait "$ticker" 2>/dev/null || true
+  ticker=""
+  say "$what: done in $((SECONDS - step_started))s"
 }
 
-started=$SECONDS
-build -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
+build "step 1/2: compiling the pulumi CLI (the long one)" \
+  -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
   -o "$staging/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-build -ldflags "-s -w -X main.version=${PULUMI_VERSION#v}" \
+build "step 2/2: compiling the Node.js language host" \
+  -ldflags "-s -w -X main.version=${PULUMI_VERSION#v}" \
   -o "$staging/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs
 
 # The dynamic-provider plugin is a small shell script that ships in the sdk/v3 module (nodejs/dist/).

@@ -32,8 +32,20 @@ dockerd_alive() {
 
 command -v docker >/dev/null || die "no docker client on PATH: run bootstrap/ci-deps.sh"
 
+# dockerd turns IP forwarding on at start; without it every `docker run` and every legacy build step warns
+# "IPv4 forwarding is disabled. Networking will not work." (an engine started with --ip-forward=false,
+# as this script once did, leaves it off). Nothing leaves the host either way: no NAT rules are installed.
+enable_ip_forward() {
+  local knob=/proc/sys/net/ipv4/ip_forward
+  if [[ "$(cat "$knob" 2>/dev/null)" == 0 && -w $knob ]]; then
+    echo 1 >"$knob" 2>/dev/null && echo "start-docker: enabled IPv4 forwarding (quiets dockerd's per-container warning)"
+  fi
+  return 0
+}
+
 if engine_answers; then
   echo "start-docker: engine already answering ($(docker info -f '{{.ServerVersion}}' 2>/dev/null))"
+  enable_ip_forward
 else
   command -v dockerd >/dev/null || die "dockerd not installed: run bootstrap/ci-deps.sh (Debian package docker.io)"
   [[ $(id -u) -eq 0 ]] || die "dockerd needs root; run this script as root (or start Docker some other way)"
@@ -61,17 +73,17 @@ else
     fi
 
     # Why these flags:
-    #  --iptables=false --ip-forward=false --ip-masq=false
+    #  --iptables=false --ip-masq=false
     #     containers only talk to this host: published ports go through
     #     docker-proxy on 127.0.0.1, nothing is NATed out of the machine, and the
-    #     engine does not depend on the kernel's netfilter flavour. (Hence
-    #     `docker run` warns "IPv4 forwarding is disabled": expected, harmless.)
+    #     engine does not depend on the kernel's netfilter flavour. IP forwarding
+    #     stays on (dockerd's default), or every container start warns about it.
     #  --storage-driver  see above.
     echo "start-docker: starting dockerd (storage driver $storage_driver), log $LOG"
     echo "---- $(date -u +%FT%TZ) start-docker.sh" >>"$LOG"
     # setsid + nohup: dockerd must outlive this script and the shell that ran it.
     nohup setsid dockerd \
-      --iptables=false --ip-forward=false --ip-masq=false \
+      --iptables=false --ip-masq=false \
       --storage-driver="$storage_driver" \
       >>"$LOG" 2>&1 </dev/null &
     existing_pid=$!

@@ -1,21 +1,51 @@
 // `npm run sandbox` / `npm run sandbox:stop`: a whole KiloClaw rollout target on
 // 127.0.0.1 — a registry with Fly-style auth, the Fly Machines emulator running
 // machines as Docker containers, and the worker emulator — plus a kiloclaw/
-// checkout (the offline fixture) for `pulumi up -s sandbox`.
+// checkout (the offline fixture). `npm run rehearse` (rehearse.ts) calls
+// startSandbox/stopSandbox too.
 import { execFileSync, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { scriptPath } from "./docker";
 
 const REPO = path.join(__dirname, "..");
-const DIR = path.join(REPO, ".sandbox");
-const STATE = path.join(DIR, "state.json");
-const KILOCLAW = path.join(DIR, "cloud", "kiloclaw");
-const REGISTRY_PORT = Number(process.env.SANDBOX_REGISTRY_PORT ?? 18797);
-const FLY_PORT = Number(process.env.SANDBOX_FLY_PORT ?? 18796);
-const WORKER_PORT = Number(process.env.SANDBOX_WORKER_PORT ?? 18795);
-const REGISTRY_SERVER = `127.0.0.1:${REGISTRY_PORT}`;
-const REGISTRY_APP = "kiloclaw-sandbox";
+export const REGISTRY_APP = "kiloclaw-sandbox";
+
+/** Where a sandbox keeps its state: .sandbox/ in the repository, or SANDBOX_DIR (tests use a temp dir). */
+export function sandboxDir(): string {
+    return path.resolve(process.env.SANDBOX_DIR ?? path.join(REPO, ".sandbox"));
+}
+
+interface Ports {
+    registry: number;
+    fly: number;
+    worker: number;
+}
+
+function ports(): Ports {
+    return {
+        registry: Number(process.env.SANDBOX_REGISTRY_PORT ?? 18797),
+        fly: Number(process.env.SANDBOX_FLY_PORT ?? 18796),
+        worker: Number(process.env.SANDBOX_WORKER_PORT ?? 18795),
+    };
+}
+
+/** A running sandbox, as its daemon recorded it in <sandboxDir>/state.json. */
+export interface SandboxState {
+    pid: number;
+    flyApiUrl: string;
+    workerUrl: string;
+    /** host:port of the registry (user x, password = FLY_API_TOKEN in .dev.vars). */
+    registryServer: string;
+    registryApp: string;
+    /** The sandbox's kiloclaw/ checkout (Dockerfile, .dev.vars). */
+    kiloclawDir: string;
+}
+
+const kiloclawDir = () => path.join(sandboxDir(), "cloud", "kiloclaw");
+const stateFile = () => path.join(sandboxDir(), "state.json");
+const registryStateDir = () => path.join(sandboxDir(), "registry");
 
 function alive(pid: number): boolean {
     try {
@@ -26,27 +56,25 @@ function alive(pid: number): boolean {
     }
 }
 
-function running(): { pid: number; flyApiUrl: string; workerUrl: string } | undefined {
-    if (!fs.existsSync(STATE)) return undefined;
-    const state = JSON.parse(fs.readFileSync(STATE, "utf8"));
+/** The sandbox that runs from sandboxDir(), if any. */
+export function runningSandbox(): SandboxState | undefined {
+    if (!fs.existsSync(stateFile())) return undefined;
+    const state = JSON.parse(fs.readFileSync(stateFile(), "utf8")) as SandboxState;
     return alive(state.pid) ? state : undefined;
 }
 
-function scriptFile(name: string): string {
-    return fs.existsSync(path.join(__dirname, name)) ? path.join(__dirname, name) : path.join(REPO, "bootstrap", name);
-}
-
 function sh(script: string, args: string[] = [], env: Record<string, string> = {}): void {
-    execFileSync("bash", [scriptFile(script), ...args], { stdio: "inherit", env: { ...process.env, ...env } });
+    execFileSync("bash", [scriptPath(script), ...args], { stdio: "inherit", env: { ...process.env, ...env } });
 }
 
 /** The sandbox's own kiloclaw/ checkout: the offline fixture and a .dev.vars wired to the emulators. */
 function writeCheckout(token: string, internalKey: string): void {
-    if (!fs.existsSync(path.join(KILOCLAW, "Dockerfile"))) {
-        fs.mkdirSync(KILOCLAW, { recursive: true });
-        fs.cpSync(path.join(__dirname, "fixtures", "kiloclaw"), KILOCLAW, { recursive: true });
+    const dir = kiloclawDir();
+    if (!fs.existsSync(path.join(dir, "Dockerfile"))) {
+        fs.mkdirSync(dir, { recursive: true });
+        fs.cpSync(path.join(__dirname, "fixtures", "kiloclaw"), dir, { recursive: true });
     }
-    const devVars = path.join(KILOCLAW, ".dev.vars");
+    const devVars = path.join(dir, ".dev.vars");
     if (!fs.existsSync(devVars)) {
         fs.writeFileSync(
             devVars,
@@ -66,8 +94,9 @@ function writeCheckout(token: string, internalKey: string): void {
     }
 }
 
-function readToken(): { token: string; internalKey: string } {
-    const devVars = path.join(KILOCLAW, ".dev.vars");
+/** The sandbox's Fly token (also the registry password) and worker key: from its .dev.vars, or new ones. */
+export function sandboxSecrets(): { token: string; internalKey: string } {
+    const devVars = path.join(kiloclawDir(), ".dev.vars");
     if (fs.existsSync(devVars)) {
         const text = fs.readFileSync(devVars, "utf8");
         const get = (k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(text)?.[1] ?? "";
@@ -76,19 +105,21 @@ function readToken(): { token: string; internalKey: string } {
     return { token: `sandbox-${crypto.randomBytes(18).toString("hex")}`, internalKey: crypto.randomBytes(24).toString("hex") };
 }
 
-async function start(): Promise<void> {
-    const existing = running();
-    if (existing) {
-        console.log(`The sandbox is already running (pid ${existing.pid}); \`npm run sandbox:stop\` stops it.`);
-        printUrls(existing);
-        return;
-    }
-    fs.mkdirSync(DIR, { recursive: true });
+function registryEnv(): Record<string, string> {
+    return { REGISTRY_PORT: String(ports().registry), REGISTRY_STATE_DIR: registryStateDir() };
+}
+
+/** Starts Docker (if needed), the registry and the emulators; idempotent. */
+export async function startSandbox(): Promise<SandboxState> {
+    const existing = runningSandbox();
+    if (existing) return existing;
+    const { registry, fly, worker } = ports();
+    fs.mkdirSync(sandboxDir(), { recursive: true });
     sh("start-docker.sh");
-    const { token, internalKey } = readToken();
+    const { token, internalKey } = sandboxSecrets();
     writeCheckout(token, internalKey);
-    sh("registry.sh", ["start"], { REGISTRY_PORT: String(REGISTRY_PORT), REGISTRY_TOKEN: token, REGISTRY_STATE_DIR: path.join(DIR, "registry") });
-    const log = fs.openSync(path.join(DIR, "daemon.log"), "a");
+    sh("registry.sh", ["start"], { ...registryEnv(), REGISTRY_TOKEN: token });
+    const log = fs.openSync(path.join(sandboxDir(), "daemon.log"), "a");
     const daemon = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "daemon.ts")], {
         cwd: REPO,
         detached: true,
@@ -96,54 +127,68 @@ async function start(): Promise<void> {
         env: {
             ...process.env,
             SANDBOX_DAEMON_CONFIG: JSON.stringify({
-                stateFile: STATE,
-                devVarsPath: path.join(KILOCLAW, ".dev.vars"),
-                registryServer: REGISTRY_SERVER,
-                flyPort: FLY_PORT,
-                workerPort: WORKER_PORT,
+                stateFile: stateFile(),
+                devVarsPath: path.join(kiloclawDir(), ".dev.vars"),
+                registryServer: `127.0.0.1:${registry}`,
+                registryApp: REGISTRY_APP,
+                kiloclawDir: kiloclawDir(),
+                flyPort: fly,
+                workerPort: worker,
                 token,
             }),
         },
     });
+    fs.closeSync(log);
     daemon.unref();
     const deadline = Date.now() + 60_000;
-    while (!running()) {
+    for (;;) {
+        const state = runningSandbox();
+        if (state) return state;
         if (daemon.exitCode !== null || Date.now() > deadline) {
-            throw new Error(`The sandbox daemon did not start: see ${path.join(DIR, "daemon.log")}.`);
+            throw new Error(`The sandbox daemon did not start: see ${path.join(sandboxDir(), "daemon.log")}.`);
         }
         await new Promise((r) => setTimeout(r, 100));
     }
-    printUrls(running()!);
 }
 
-function printUrls(state: { flyApiUrl: string; workerUrl: string }): void {
-    console.log(
-        [
-            `registry:   http://${REGISTRY_SERVER}  (user x, password = FLY_API_TOKEN in .sandbox/cloud/kiloclaw/.dev.vars)`,
-            `Fly API:    ${state.flyApiUrl}`,
-            `worker:     ${state.workerUrl}`,
-            `kiloclaw:   ${KILOCLAW}`,
-            "",
-            "Rehearse a rollout:  pulumi stack select sandbox --create && pulumi up -s sandbox",
-            "(Pulumi.sandbox.yaml points every setting at these; secrets default to the sandbox .dev.vars.)",
-        ].join("\n"),
-    );
-}
-
-async function stop(): Promise<void> {
-    const state = running();
+/** Stops the emulators (removing their containers) and the registry; .sandbox/ data stays. */
+export async function stopSandbox(): Promise<void> {
+    const state = runningSandbox();
     if (state) {
         process.kill(state.pid, "SIGTERM");
         const deadline = Date.now() + 60_000;
         while (alive(state.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     }
-    sh("registry.sh", ["stop"], { REGISTRY_PORT: String(REGISTRY_PORT), REGISTRY_STATE_DIR: path.join(DIR, "registry") });
-    fs.rmSync(STATE, { force: true });
-    console.log("The sandbox is stopped (its registry data and kiloclaw/ checkout stay in .sandbox/).");
+    sh("registry.sh", ["stop"], registryEnv());
+    fs.rmSync(stateFile(), { force: true });
 }
 
-const verb = process.argv[2];
-(verb === "start" ? start() : verb === "stop" ? stop() : Promise.reject(new Error("usage: sandbox.ts start|stop"))).catch((err) => {
-    console.error(`sandbox: ${err instanceof Error ? err.message : err}`);
-    process.exit(1);
-});
+export function describeSandbox(state: SandboxState): string {
+    return [
+        `registry:   http://${state.registryServer}  (user x, password = FLY_API_TOKEN in ${path.join(state.kiloclawDir, ".dev.vars")})`,
+        `Fly API:    ${state.flyApiUrl}`,
+        `worker:     ${state.workerUrl}`,
+        `kiloclaw:   ${state.kiloclawDir}`,
+    ].join("\n");
+}
+
+async function main(verb: string | undefined): Promise<void> {
+    if (verb === "start") {
+        const wasRunning = runningSandbox();
+        const state = await startSandbox();
+        if (wasRunning) console.log(`The sandbox is already running (pid ${state.pid}); \`npm run sandbox:stop\` stops it.`);
+        console.log(`${describeSandbox(state)}\n\nRehearse a rollout on it:  npm run rehearse`);
+    } else if (verb === "stop") {
+        await stopSandbox();
+        console.log(`The sandbox is stopped (its registry data and kiloclaw/ checkout stay in ${sandboxDir()}).`);
+    } else {
+        throw new Error("usage: sandbox/cli.ts start|stop");
+    }
+}
+
+if (require.main === module) {
+    main(process.argv[2]).catch((err) => {
+        console.error(`sandbox: ${err instanceof Error ? err.message : err}`);
+        process.exit(1);
+    });
+}

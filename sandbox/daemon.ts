@@ -1,12 +1,15 @@
-// The sandbox's long-running half (test/sandbox-services.ts), started detached
-// by sandbox/cli.ts; stops cleanly, removing its containers, on SIGTERM.
+// The sandbox's long-running half (sandbox/services.ts), started detached by
+// sandbox/cli.ts; stops cleanly, removing its containers, on SIGTERM.
 import * as fs from "node:fs";
+import type { SandboxState } from "./cli";
 import { startSandboxServices } from "./services";
 
 interface DaemonConfig {
     stateFile: string;
     devVarsPath: string;
     registryServer: string;
+    registryApp: string;
+    kiloclawDir: string;
     flyPort: number;
     workerPort: number;
     /** The Fly API token, also the registry password (user x). */
@@ -23,7 +26,14 @@ async function main(): Promise<void> {
         flyPort: cfg.flyPort,
         workerPort: cfg.workerPort,
     });
-    const state = { pid: process.pid, flyApiUrl: services.fly.url, workerUrl: services.worker.url };
+    const state: SandboxState = {
+        pid: process.pid,
+        flyApiUrl: services.fly.url,
+        workerUrl: services.worker.url,
+        registryServer: cfg.registryServer,
+        registryApp: cfg.registryApp,
+        kiloclawDir: cfg.kiloclawDir,
+    };
     fs.writeFileSync(cfg.stateFile, JSON.stringify(state, null, 2));
     let stopping = false;
     const stop = async () => {

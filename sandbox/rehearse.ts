@@ -1,0 +1,196 @@
+// `npm run rehearse`: from a fresh clone to a running sandbox instance in one command.
+// Starts the sandbox (sandbox/cli.ts), finds or builds the Pulumi CLI, picks build
+// mode when the docker and command plugins are installed (else builds and pushes the
+// fixture image itself and rolls it out in prebuilt mode), and runs `up` through the
+// Automation API with a local backend and passphrase under .sandbox/pulumi/.
+//
+//   npm run rehearse                  up (again): converges after any edit of .sandbox/cloud/kiloclaw
+//   npm run rehearse -- --preview     what the next up would change (preview --diff)
+//   npm run rehearse -- --destroy     destroy, remove the stack, stop the sandbox, remove the images it made
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { CommandError, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { imageTagForContext } from "../lib/contextHash";
+import { parseOpenclawPin } from "../lib/openclawPin";
+import { runningSandbox, sandboxDir, sandboxSecrets, SandboxState, startSandbox, stopSandbox } from "./cli";
+import { dockerBuild, removeImages, runScript, scriptPath } from "./docker";
+import { engineEnv, existingRehearsalStack, findPulumi, missingBuildPlugins, openRehearsalStack, RehearsalStackOptions } from "./workspace";
+
+export const STACK = "sandbox";
+export const USER_ID = "sandbox-developer";
+
+const say = (line: string) => console.log(`rehearse: ${line}`);
+const engineDir = () => path.join(sandboxDir(), "pulumi");
+
+/** Images the rehearsal added to the local engine, removed by --destroy. */
+const madeFile = () => path.join(sandboxDir(), "rehearse-images.json");
+function madeImages(): string[] {
+    return fs.existsSync(madeFile()) ? JSON.parse(fs.readFileSync(madeFile(), "utf8")) : [];
+}
+function recordImages(refs: string[]): void {
+    fs.writeFileSync(madeFile(), JSON.stringify([...new Set([...madeImages(), ...refs])], null, 2));
+}
+
+const localImages = () =>
+    (spawnSync("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"], { encoding: "utf8" }).stdout ?? "").split("\n").filter(Boolean);
+
+/** Docker, then the sandbox; an image the sandbox's start adds (the fixture base image) counts as made by the rehearsal. */
+async function startDockerAndSandbox(): Promise<SandboxState> {
+    const r = spawnSync("bash", [scriptPath("start-docker.sh")], { stdio: "inherit", env: { ...process.env, SKIP_FIXTURE_BASE: "1" } });
+    if (r.status !== 0) throw new Error("Docker is not running and could not be started (output above): start it, then `npm run rehearse` again.");
+    const before = new Set(localImages());
+    const sandbox = await startSandbox();
+    recordImages(localImages().filter((ref) => !before.has(ref)));
+    return sandbox;
+}
+
+/** Settings the stack gets from the running sandbox: every endpoint, written to .sandbox/pulumi/project/Pulumi.sandbox.yaml. */
+function stackConfig(sandbox: SandboxState): Record<string, string> {
+    return {
+        kiloclawDir: sandbox.kiloclawDir,
+        userId: USER_ID,
+        workerUrl: sandbox.workerUrl,
+        flyApiUrl: sandbox.flyApiUrl,
+        registryServer: sandbox.registryServer,
+        registryApp: sandbox.registryApp,
+        warmTimeoutSeconds: "120",
+        instanceTimeoutSeconds: "120",
+        smokeStartupSeconds: "20",
+        smokeGatewaySeconds: "30",
+    };
+}
+
+/** Prebuilt mode: build the checkout's image as the stack would, push it to the sandbox registry, return its ref. */
+async function buildAndPushFixture(sandbox: SandboxState): Promise<string> {
+    const tag = imageTagForContext(sandbox.kiloclawDir);
+    const local = `kiloclaw:${tag}`;
+    const ref = `${sandbox.registryServer}/${sandbox.registryApp}:${tag}`;
+    recordImages([local, ref]);
+    say(`building ${local} from ${sandbox.kiloclawDir} (docker build --platform linux/amd64)`);
+    await dockerBuild(sandbox.kiloclawDir, local);
+    say(`pushing ${ref} (scripts/push-image.sh, token on stdin)`);
+    const push = await runScript("push-image.sh", [], {
+        env: { SOURCE_IMAGE: local, TARGET_IMAGE: ref, REGISTRY_SERVER: sandbox.registryServer },
+        input: sandboxSecrets().token,
+    });
+    if (push.code !== 0) throw new Error(`pushing ${ref} failed:\n${push.stderr.trim()}`);
+    return ref;
+}
+
+async function engine(): Promise<RehearsalStackOptions> {
+    say("finding the Pulumi CLI (PATH, else bootstrap/install-pulumi.sh builds it from Go modules, once)");
+    const pulumi = await findPulumi();
+    say(`using ${pulumi.command} ${pulumi.version ?? ""}`.trim());
+    return { dir: engineDir(), stackName: STACK, pulumi };
+}
+
+/** Sets the stack's config for the sandbox and the image source; returns the mode it chose. */
+async function configure(stack: Stack, sandbox: SandboxState): Promise<"build" | "prebuilt"> {
+    const missing = await missingBuildPlugins(stack.workspace);
+    const config = stackConfig(sandbox);
+    await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, value]) => [`kiloclaw:${k}`, { value }])));
+    if (missing.length === 0) {
+        say("build mode: the docker and command plugins are installed, so the stack builds, smoke-tests and pushes the image itself");
+        await stack.removeConfig("kiloclaw:imageRef");
+        return "build";
+    }
+    say(
+        `prebuilt mode: the ${missing.join(" and ")} plugin${missing.length > 1 ? "s are" : " is"} not installed (\`pulumi plugin ls\`), ` +
+            "so this builds and pushes the fixture image itself and the stack rolls out that image (warm → worker tag → instance)",
+    );
+    return "prebuilt";
+}
+
+function nextSteps(sandbox: SandboxState, pulumi: PulumiCommand): string {
+    const dockerfile = path.join(sandbox.kiloclawDir, "Dockerfile");
+    const pin = parseOpenclawPin(fs.readFileSync(dockerfile, "utf8"), dockerfile).version;
+    const bumped = pin.replace(/\d+$/, (patch) => String(Number(patch) + 1));
+    const rel = path.relative(process.cwd(), dockerfile);
+    const env = Object.entries(engineEnv(engineDir()))
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ");
+    return [
+        "Try next:",
+        `  bump the pin        sed -i 's/openclaw@${pin}/openclaw@${bumped}/' ${rel}`,
+        "  preview the diff    npm run rehearse -- --preview",
+        "  roll it out         npm run rehearse",
+        "  tear it all down    npm run rehearse -- --destroy",
+        "The Pulumi CLI on the same stack:",
+        `  ${env} PATH=${path.dirname(pulumi.command)}:$PATH pulumi -C ${path.join(engineDir(), "project")} -s ${STACK} stack output`,
+    ].join("\n");
+}
+
+const stream = { onOutput: (out: string) => process.stdout.write(out), color: process.stdout.isTTY ? ("always" as const) : ("never" as const) };
+
+async function upOrPreview(preview: boolean): Promise<void> {
+    const sandbox = await startDockerAndSandbox();
+    say(`sandbox running (worker ${sandbox.workerUrl}, Fly API ${sandbox.flyApiUrl}, registry ${sandbox.registryServer})`);
+    const opts = await engine();
+    const stack = await openRehearsalStack(opts);
+    const mode = await configure(stack, sandbox);
+    if (mode === "prebuilt") {
+        const ref = preview ? `${sandbox.registryServer}/${sandbox.registryApp}:${imageTagForContext(sandbox.kiloclawDir)}` : await buildAndPushFixture(sandbox);
+        await stack.setConfig("kiloclaw:imageRef", { value: ref });
+    }
+    if (preview) {
+        say("pulumi preview --diff");
+        const result = await stack.preview({ ...stream, diff: true });
+        say(`changes: ${JSON.stringify(result.changeSummary)}`);
+        return;
+    }
+    say("pulumi up");
+    await stack.up(stream);
+    const outputs = await stack.outputs();
+    console.log("\nStack outputs:");
+    for (const [name, { value, secret }] of Object.entries(outputs)) console.log(`  ${name.padEnd(16)} ${secret ? "[secret]" : value}`);
+    console.log(`\nThe instance runs: ${outputs.flyAppName?.value} / ${outputs.flyMachineId?.value}, ${outputs.status?.value}.\n`);
+    console.log(nextSteps(sandbox, opts.pulumi));
+}
+
+async function destroy(): Promise<void> {
+    if (fs.existsSync(path.join(engineDir(), "project"))) {
+        await startDockerAndSandbox(); // the stack's instance is destroyed through the worker
+        const stack = await existingRehearsalStack(await engine());
+        if (stack) {
+            say("pulumi destroy");
+            await stack.destroy(stream);
+            await stack.workspace.removeStack(STACK);
+        }
+        fs.rmSync(engineDir(), { recursive: true, force: true });
+    }
+    if (runningSandbox()) {
+        say("stopping the sandbox");
+        await stopSandbox();
+    }
+    const images = madeImages();
+    if (images.length) {
+        say(`removing the images this rehearsal made: ${images.join(", ")}`);
+        await removeImages(images);
+    }
+    fs.rmSync(madeFile(), { force: true });
+    say(`done: nothing runs; the checkout and registry data stay in ${sandboxDir()} (remove it for a clean slate)`);
+}
+
+async function main(args: string[]): Promise<void> {
+    const unknown = args.filter((a) => !["--destroy", "--preview"].includes(a));
+    if (unknown.length) throw new Error(`unknown argument ${unknown.join(" ")}: use npm run rehearse [-- --preview | -- --destroy]`);
+    if (args.includes("--destroy")) await destroy();
+    else await upOrPreview(args.includes("--preview"));
+}
+
+/** A failed pulumi command already streamed its diagnostics: add only what went to its stderr. */
+function failureText(err: unknown): string {
+    if (err instanceof CommandError) {
+        const stderr = ((err as unknown as { commandResult?: { stderr?: string } }).commandResult?.stderr ?? "").trim();
+        return `the pulumi command failed (its output is above)${stderr ? `:\n${stderr}` : "."}`;
+    }
+    return err instanceof Error ? err.message : String(err);
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).catch((err) => {
+        console.error(`\nrehearse: ${failureText(err)}`);
+        process.exit(1);
+    });
+}

@@ -1,0 +1,103 @@
+// The Pulumi engine for a rehearsal, driven through the Automation API: a project
+// directory whose program is this repository, a local file backend and a
+// generated passphrase, all in one directory outside the tracked tree (stack
+// settings included, so `config set` and `stack rm` touch no tracked file).
+// Used by `npm run rehearse` and the end-to-end suite.
+import { spawn } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { LocalWorkspace, PulumiCommand, Stack, Workspace } from "@pulumi/pulumi/automation";
+import { scriptPath } from "./docker";
+
+const REPO = path.join(__dirname, "..");
+
+/** Resource plugins a build-mode rollout needs (@pulumi/docker, @pulumi/command). */
+export const BUILD_MODE_PLUGINS = ["docker", "command"] as const;
+
+export interface RehearsalStackOptions {
+    /** Holds project/ (Pulumi.yaml, Pulumi.<stack>.yaml), state/ (the backend) and passphrase. */
+    dir: string;
+    stackName: string;
+    pulumi: PulumiCommand;
+    /** PULUMI_HOME for the CLI (plugins, workspace settings); default: the CLI's own (~/.pulumi). */
+    pulumiHome?: string;
+}
+
+/** The paths an engine directory holds; what a user needs to run the `pulumi` CLI on it by hand. */
+export function engineEnv(dir: string): Record<string, string> {
+    return {
+        PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
+        PULUMI_CONFIG_PASSPHRASE_FILE: path.join(dir, "passphrase"),
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        // Plugins come from what is installed; a download attempt offline only fails later and slower.
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    };
+}
+
+function ensurePassphrase(file: string): void {
+    if (!fs.existsSync(file)) fs.writeFileSync(file, crypto.randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
+}
+
+/** The workspace of an engine directory (created on first use). */
+export async function rehearsalWorkspace(opts: Omit<RehearsalStackOptions, "stackName">): Promise<LocalWorkspace> {
+    const projectDir = path.join(opts.dir, "project");
+    fs.mkdirSync(projectDir, { recursive: true });
+    fs.mkdirSync(path.join(opts.dir, "state"), { recursive: true });
+    ensurePassphrase(path.join(opts.dir, "passphrase"));
+    return LocalWorkspace.create({
+        workDir: projectDir,
+        pulumiCommand: opts.pulumi,
+        pulumiHome: opts.pulumiHome,
+        envVars: engineEnv(opts.dir),
+        secretsProvider: "passphrase",
+        projectSettings: {
+            name: "kiloclaw-rollout",
+            runtime: { name: "nodejs", options: { typescript: true } },
+            main: path.relative(projectDir, REPO),
+        },
+    });
+}
+
+/** Creates or selects the stack. */
+export async function openRehearsalStack(opts: RehearsalStackOptions): Promise<Stack> {
+    return Stack.createOrSelect(opts.stackName, await rehearsalWorkspace(opts));
+}
+
+/** The stack if it exists, else undefined (nothing is created). */
+export async function existingRehearsalStack(opts: RehearsalStackOptions): Promise<Stack | undefined> {
+    if (!fs.existsSync(path.join(opts.dir, "project"))) return undefined;
+    const ws = await rehearsalWorkspace(opts);
+    const stacks = await ws.listStacks();
+    return stacks.some((s) => s.name === opts.stackName) ? Stack.select(opts.stackName, ws) : undefined;
+}
+
+/** Which of the build-mode plugins the CLI has installed. */
+export async function missingBuildPlugins(ws: Workspace): Promise<string[]> {
+    const installed = new Set((await ws.listPlugins()).filter((p) => p.kind === "resource").map((p) => p.name));
+    return BUILD_MODE_PLUGINS.filter((name) => !installed.has(name));
+}
+
+/**
+ * A Pulumi CLI: the `pulumi` on PATH if there is one, else the one bootstrap/install-pulumi.sh builds
+ * from Go modules (cached; its progress goes to stderr). PATH is only changed for the CLI's children.
+ */
+export async function findPulumi(): Promise<PulumiCommand> {
+    try {
+        return await PulumiCommand.get();
+    } catch {
+        // None on PATH (or too old for this SDK): build the pinned one.
+    }
+    const binDir = await new Promise<string>((resolve, reject) => {
+        let stdout = "";
+        const child = spawn("bash", [scriptPath("install-pulumi.sh")], { stdio: ["ignore", "pipe", "inherit"] });
+        child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+        child.on("error", reject);
+        child.on("close", (code) =>
+            code === 0
+                ? resolve(stdout.trim().split("\n").pop() ?? "")
+                : reject(new Error("Could not build the Pulumi CLI (bootstrap/install-pulumi.sh, output above). Install one: https://www.pulumi.com/docs/install/")),
+        );
+    });
+    return PulumiCommand.get({ root: path.dirname(binDir) });
+}
