@@ -13,3 +13,6 @@ export const flyMachineId = outputs.flyMachineId;
 export const status = outputs.status;
 export const trackedImageTag = outputs.trackedImageTag;
 export const gatewayToken = outputs.gatewayToken;
+export const validationReport = outputs.validationReport;
+export const imageSizeBytes = outputs.imageSizeBytes;
+export const imageSizeChangeBytes = outputs.imageSizeChangeBytes;

@@ -21,6 +21,11 @@ export interface RolloutOutputs {
     trackedImageTag: pulumi.Output<string>;
     /** Secret. */
     gatewayToken: pulumi.Output<string>;
+    /** The image validation's report, one line per check (absent without a local build + validation). */
+    validationReport?: pulumi.Output<string>;
+    imageSizeBytes?: pulumi.Output<number>;
+    /** Change from the previous tag of the image's repository (the runbook's "Compare image sizes"). */
+    imageSizeChangeBytes?: pulumi.Output<number | undefined>;
 }
 
 /** Declares the whole rollout for one developer's stack. */
@@ -32,6 +37,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     let imageTag: pulumi.Input<string>;
     let imageDigest: pulumi.Input<string> | undefined;
     let pushed: pulumi.Resource[] = [];
+    let validated: ImageValidation | undefined;
     if (source.kind === "build") {
         const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile });
         const validation = config.validate
@@ -39,10 +45,12 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
                   image: image.imageName,
                   imageId: image.imageId,
                   expectedOpenclawVersion: config.openclawVersion,
+                  expectedNodeVersion: config.expectedNodeVersion,
                   startupDeadlineSeconds: config.smokeStartupSeconds,
                   gatewayDeadlineSeconds: config.smokeGatewaySeconds,
               })
             : undefined;
+        validated = validation;
         const push = new RegistryPush(
             "registry",
             {
@@ -126,5 +134,8 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         status: instance.status,
         trackedImageTag: instance.trackedImageTag,
         gatewayToken: instance.gatewayToken,
+        validationReport: validated?.report,
+        imageSizeBytes: validated?.imageSizeBytes,
+        imageSizeChangeBytes: validated?.imageSizeChangeBytes,
     };
 }

@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { parseValidationOutput } from "../validation/report";
 
 export interface ImageValidationArgs {
     /** The local image to test. */
@@ -9,16 +10,27 @@ export interface ImageValidationArgs {
     imageId: pulumi.Input<string>;
     /** What `openclaw --version` must print: the Dockerfile's pin. */
     expectedOpenclawVersion: pulumi.Input<string>;
-    /** How long the container must survive startup checks before giving up. */
+    /** What `node --version` must print (the Dockerfile's Node pin); unchecked when absent. */
+    expectedNodeVersion?: pulumi.Input<string | undefined>;
+    /** Deadline of each short `docker run --rm` check (×3 when the engine emulates amd64). */
     startupDeadlineSeconds?: pulumi.Input<number>;
-    /** How long to wait for the gateway's first 2xx. */
+    /** How long to wait for the gateway's first 2xx after `docker run` (×3 under emulation). */
     gatewayDeadlineSeconds?: pulumi.Input<number>;
 }
 
-/** The runbook's three quick validations (version, startup, gateway), run locally before anything is pushed. */
+/**
+ * The runbook's Step 2 before anything is pushed: openclaw and Node versions, the image's directories,
+ * `openclaw doctor`, startup, gateway, runtime config and image size (validation/, run by scripts/smoke-test.sh).
+ * `pulumi up` streams the report; it is also kept as outputs.
+ */
 export class ImageValidation extends pulumi.ComponentResource {
-    /** The smoke test's report. */
+    /** One line per check with its result and time. */
     public readonly report: pulumi.Output<string>;
+    public readonly imageSizeBytes: pulumi.Output<number>;
+    /** Size change from the previous tag of the same repository (undefined when there is none). */
+    public readonly imageSizeChangeBytes: pulumi.Output<number | undefined>;
+    /** The tag the size is compared with. */
+    public readonly previousImage: pulumi.Output<string | undefined>;
 
     constructor(name: string, args: ImageValidationArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:ImageValidation", name, {}, opts);
@@ -26,18 +38,28 @@ export class ImageValidation extends pulumi.ComponentResource {
             `${name}-smoke`,
             {
                 create: `bash ${path.join(__dirname, "..", "scripts", "smoke-test.sh")}`,
-                // Placeholder credentials only (set inside the script): the image never sees a real key here.
+                // Placeholder credentials only (set inside the validation): the image never sees a real key here.
                 environment: {
                     IMAGE: args.image,
                     EXPECTED_OPENCLAW_VERSION: args.expectedOpenclawVersion,
+                    EXPECTED_NODE_VERSION: pulumi.output(args.expectedNodeVersion).apply((v) => v ?? ""),
                     STARTUP_DEADLINE_SECONDS: pulumi.output(args.startupDeadlineSeconds ?? 60).apply(String),
                     GATEWAY_DEADLINE_SECONDS: pulumi.output(args.gatewayDeadlineSeconds ?? 90).apply(String),
                 },
-                triggers: [args.imageId, args.expectedOpenclawVersion],
+                triggers: [args.imageId, args.expectedOpenclawVersion, pulumi.output(args.expectedNodeVersion).apply((v) => v ?? "")],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );
-        this.report = smoke.stdout;
-        this.registerOutputs({ report: this.report });
+        const parsed = smoke.stdout.apply(parseValidationOutput);
+        this.report = parsed.report;
+        this.imageSizeBytes = parsed.apply((p) => p.summary?.imageSizeBytes ?? 0);
+        this.imageSizeChangeBytes = parsed.apply((p) => p.summary?.imageSizeChangeBytes);
+        this.previousImage = parsed.apply((p) => p.summary?.previousImage);
+        this.registerOutputs({
+            report: this.report,
+            imageSizeBytes: this.imageSizeBytes,
+            imageSizeChangeBytes: this.imageSizeChangeBytes,
+            previousImage: this.previousImage,
+        });
     }
 }

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseDevVars } from "./devVars";
 import { decodeInstanceId, devFlyAppName } from "./identity";
+import { findNodePin } from "./nodePin";
 import { parseOpenclawPin } from "./openclawPin";
 
 /** .dev.vars keys the policy pack may see (never secrets). */
@@ -26,6 +27,8 @@ export interface RawSettings {
     publishImageVersion?: boolean;
     imageRef?: string;
     openclawVersion?: string;
+    /** What `node --version` in the image must print; default: the Dockerfile's Node pin. */
+    expectedNodeVersion?: string;
     warmTimeoutSeconds?: number;
     instanceTimeoutSeconds?: number;
     smokeStartupSeconds?: number;
@@ -58,6 +61,8 @@ export interface RolloutSettings {
     openclawVersion: string;
     /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
     openclawPin?: string;
+    /** The Node version the image validation expects (kiloclaw:expectedNodeVersion ?? the Dockerfile's pin); unchecked when absent. */
+    expectedNodeVersion?: string;
     /** Where the image comes from: built from the checkout, or already in the registry. */
     source: ImageSource;
     workerSettings: Record<string, string>;
@@ -126,6 +131,10 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         }
     }
     const openclawVersion = raw.openclawVersion ?? openclawPin ?? "";
+    const expectedNodeVersion = raw.expectedNodeVersion?.replace(/^v/, "") ?? (dockerfileText !== undefined ? findNodePin(dockerfileText) : undefined);
+    if (raw.expectedNodeVersion && !/^\d+\.\d+\.\d+$/.test(expectedNodeVersion ?? "")) {
+        problems.push(`kiloclaw:expectedNodeVersion "${raw.expectedNodeVersion}" is not an exact x.y.z version (e.g. 22.13.1).`);
+    }
     if (source?.kind === "prebuilt" && !openclawVersion && dockerfileText === undefined) {
         problems.push("kiloclaw:imageRef needs the image's openclaw version: `pulumi config set kiloclaw:openclawVersion x.y.z`.");
     }
@@ -156,6 +165,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         publishImageVersion: raw.publishImageVersion ?? true,
         openclawVersion,
         openclawPin,
+        expectedNodeVersion,
         // Only read when there are no problems: every path that leaves it unset adds one.
         source: source as ImageSource,
         workerSettings,
@@ -198,6 +208,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         publishImageVersion: cfg.getBoolean("publishImageVersion"),
         imageRef: cfg.get("imageRef"),
         openclawVersion: cfg.get("openclawVersion"),
+        expectedNodeVersion: cfg.get("expectedNodeVersion"),
         warmTimeoutSeconds: cfg.getNumber("warmTimeoutSeconds"),
         instanceTimeoutSeconds: cfg.getNumber("instanceTimeoutSeconds"),
         smokeStartupSeconds: cfg.getNumber("smokeStartupSeconds"),

@@ -13,8 +13,8 @@ export const SCRIPTS_DIR = path.join(REPO_ROOT, "scripts");
 export const BOOTSTRAP_DIR = path.join(REPO_ROOT, "bootstrap");
 export const SANDBOX_DIR = path.join(REPO_ROOT, "sandbox");
 export const FIXTURES_DIR = path.join(REPO_ROOT, "sandbox", "fixtures");
-/** Label smoke-test.sh puts on every container it starts. */
-export const SMOKE_LABEL = "kiloclaw-rollout.smoke=1";
+/** Label the image validation (smoke-test.sh) puts on every container it starts. */
+export { SMOKE_LABEL } from "../validation/validate";
 
 export interface RunResult {
     code: number | null;
@@ -94,12 +94,23 @@ async function mustSucceed(what: string, result: Promise<RunResult>): Promise<Ru
     return r;
 }
 
-/** Builds a fixture directory the way KiloclawImage does (linux/amd64). */
-export async function dockerBuild(contextDir: string, tag: string): Promise<void> {
+/** Builds a fixture directory the way KiloclawImage does (linux/amd64), with optional build args. */
+export async function dockerBuild(contextDir: string, tag: string, buildArgs: Record<string, string> = {}): Promise<void> {
+    const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
     await mustSucceed(
         `docker build ${contextDir}`,
-        run("docker", ["build", "--platform", "linux/amd64", "-t", tag, contextDir]),
+        run("docker", ["build", "--platform", "linux/amd64", ...args, "-t", tag, contextDir]),
     );
+}
+
+/** The fixture image's variants: one Dockerfile (sandbox/fixtures/kiloclaw), each fault a build arg. */
+export type FixtureVariant = "good" | "exits" | "no-gateway" | "wrong-version" | "no-clawd" | "doctor-crashes" | "bad-config";
+
+/** Builds sandbox/fixtures/kiloclaw as `variant`; the gateway boots after `bootSeconds` (the Dockerfile's default when unset). */
+export function buildFixture(tag: string, variant: FixtureVariant = "good", opts: { bootSeconds?: number } = {}): Promise<void> {
+    const buildArgs: Record<string, string> = { FIXTURE_FAULT: variant === "good" ? "" : variant };
+    if (opts.bootSeconds !== undefined) buildArgs.GATEWAY_BOOT_SECONDS = String(opts.bootSeconds);
+    return dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), tag, buildArgs);
 }
 
 /** Removes images by reference; missing ones are fine. */

@@ -12,6 +12,7 @@ import { WARM_OWNER_KEY } from "../../dynamic-providers/warmMachineProvider";
 import { devFlyAppName } from "../../lib/identity";
 import {
     assertDockerRunning,
+    buildFixture,
     dockerBuild,
     FIXTURES_DIR,
     freePort,
@@ -44,9 +45,9 @@ describe("faults: the Docker-backed path", function () {
         scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-faults-docker-"));
         registry = await startRegistry();
         await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), images.good);
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw-exits"), images.exits);
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw-no-gateway"), images.noGateway);
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw-wrong-version"), images.wrongVersion);
+        await buildFixture(images.exits, "exits");
+        await buildFixture(images.noGateway, "no-gateway");
+        await buildFixture(images.wrongVersion, "wrong-version");
         // What RegistryPush does before a warm-up: the good image under the rollout's tag, a broken one beside it.
         for (const [source, tag] of [[images.good, TAG], [images.exits, EXITS_TAG]]) {
             const r = await push(source, pushed(tag), registry.token);

@@ -15,7 +15,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { devFlyAppName } from "../../lib/identity";
 import { RequestLogEntry } from "../../sandbox/emulators/server";
-import { assertDockerRunning, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, RunResult, runScript, startRegistry } from "../../sandbox/docker";
+import { assertDockerRunning, buildFixture, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, RunResult, runScript, startRegistry } from "../../sandbox/docker";
 import { fakeCheckout, isSecretValue, runProgram } from "../program-harness";
 import { findLeaks } from "./leaks";
 import { closeStage, destroyRollout, instance, instanceInputs, REGISTRY_APP, rollout, RolloutResult, Stage, startStage, TAG, warm, warmInputs, workerVersion, versionInputs } from "./rollout";
@@ -88,7 +88,7 @@ describe("secret hygiene", function () {
         // The Fly token is the registry password, as `fly auth docker` uses it.
         secrets.flyApiToken = registry.token;
         await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), image);
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw-exits"), exitsImage);
+        await buildFixture(exitsImage, "exits");
         // A `docker` first on PATH that records every command line the scripts run.
         const realDocker = spawnSync("bash", ["-c", "command -v docker"], { encoding: "utf8" }).stdout.trim();
         const bin = path.join(scratch, "bin");

@@ -1,6 +1,6 @@
 // The Fly emulator in docker mode: machines are real containers of the offline
 // fixture image. Needs a running engine (bootstrap/start-docker.sh) and the base
-// image kiloclaw-fixture-base:1; fails with a clear message otherwise.
+// image kiloclaw-fixture-base:2; fails with a clear message otherwise.
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -20,9 +20,10 @@ const ENV = { KILOCODE_API_KEY: "warm", OPENCLAW_GATEWAY_TOKEN: "fixture-gateway
 // A service makes the emulator wait for the port to answer before "started".
 const SERVICES = [{ protocol: "tcp", internal_port: 18789 }];
 
-async function build(dir: string, tag: string): Promise<void> {
-    const r = await docker(["build", "-q", "-t", tag, path.join(FIXTURES, dir)], { timeoutMs: 300_000 });
-    if (r.code !== 0) throw new Error(`docker build ${dir} failed (is kiloclaw-fixture-base:1 imported? bootstrap/start-docker.sh): ${r.stderr.trim()}`);
+/** The fixture image, or one of its variants (FIXTURE_FAULT build arg, see sandbox/fixtures/kiloclaw/start-openclaw.sh). */
+async function build(tag: string, fault = ""): Promise<void> {
+    const r = await docker(["build", "-q", "--build-arg", `FIXTURE_FAULT=${fault}`, "-t", tag, path.join(FIXTURES, "kiloclaw")], { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`docker build (${fault || "good"}) failed (is kiloclaw-fixture-base:2 imported? bootstrap/start-docker.sh): ${r.stderr.trim()}`);
 }
 
 async function containersFor(id: string): Promise<string[]> {
@@ -66,8 +67,8 @@ describe("FlyEmulator in docker mode", function () {
 
     before(async () => {
         await assertDockerRunning();
-        await build("kiloclaw", GOOD_IMAGE);
-        await build("kiloclaw-exits", EXITS_IMAGE);
+        await build(GOOD_IMAGE);
+        await build(EXITS_IMAGE, "exits");
     });
 
     after(async () => {

@@ -1,0 +1,68 @@
+// `scripts/smoke-test.sh` runs this (the ImageValidation component runs that
+// script via @pulumi/command). Environment:
+//   IMAGE (required)                     local image reference or id
+//   EXPECTED_OPENCLAW_VERSION (required) the Dockerfile's pin, e.g. 2026.2.9
+//   EXPECTED_NODE_VERSION                the Dockerfile's Node pin, e.g. 22.13.1 (unchecked when empty)
+//   PREVIOUS_IMAGE                       image to compare sizes with (default: newest other tag of the repository)
+//   STARTUP_DEADLINE_SECONDS (60)        each short check
+//   GATEWAY_DEADLINE_SECONDS (90)        first 2xx after docker run (the real gateway: 15-62 s)
+// Stdout: the report, then one summary line (SUMMARY_MARKER + JSON). Stderr: failures with their next step.
+// Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first).
+import { formatFailures, formatReport, summaryLine } from "./report";
+import { validateImage, ValidationSetupError } from "./validate";
+
+function usage(message: string): never {
+    process.stderr.write(`smoke-test: ${message}\n`);
+    process.exit(2);
+}
+
+function seconds(name: string, fallback: number): number {
+    const raw = process.env[name];
+    if (raw === undefined || raw === "") return fallback;
+    if (!/^[1-9][0-9]*$/.test(raw)) usage(`${name} must be a positive whole number of seconds, got '${raw}'`);
+    return Number(raw);
+}
+
+async function main(): Promise<number> {
+    const image = process.env.IMAGE ?? "";
+    const expected = process.env.EXPECTED_OPENCLAW_VERSION ?? "";
+    if (!image) usage("IMAGE is required (the local image to test)");
+    if (!expected) usage("EXPECTED_OPENCLAW_VERSION is required (e.g. 2026.2.9)");
+    const startup = seconds("STARTUP_DEADLINE_SECONDS", 60);
+    const gateway = seconds("GATEWAY_DEADLINE_SECONDS", 90);
+
+    const interrupt = new AbortController();
+    let exitCode = 0;
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+        process.on(signal, () => {
+            exitCode = code;
+            interrupt.abort();
+        });
+    }
+    try {
+        const report = await validateImage({
+            image,
+            expectedOpenclawVersion: expected,
+            expectedNodeVersion: process.env.EXPECTED_NODE_VERSION || undefined,
+            previousImage: process.env.PREVIOUS_IMAGE || undefined,
+            startupDeadlineSeconds: startup,
+            gatewayDeadlineSeconds: gateway,
+            signal: interrupt.signal,
+        });
+        if (exitCode !== 0) return exitCode; // interrupted: containers are gone, no verdict to give
+        process.stdout.write(formatReport(report).join("\n") + "\n" + summaryLine(report) + "\n");
+        if (!report.passed) process.stderr.write(formatFailures(report).join("\n") + "\n");
+        return report.passed ? 0 : 1;
+    } catch (err) {
+        if (err instanceof ValidationSetupError) usage(err.message);
+        throw err;
+    }
+}
+
+main().then(
+    (code) => process.exit(code),
+    (err: Error) => {
+        process.stderr.write(`smoke-test: ${err.stack ?? err.message}\n`);
+        process.exit(2);
+    },
+);

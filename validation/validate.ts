@@ -1,0 +1,483 @@
+// The runbook's Step 2 (quick validation + "Verify components" + image sizes) for
+// a local kiloclaw image, at the speed of the image itself: one long-running
+// container for startup → gateway → runtime config, and the short `docker run
+// --rm` checks beside it. Nothing sleeps a fixed time: `docker wait` reports an
+// exit at once, the gateway passes on its first 2xx. The containers get only the
+// runbook's placeholders (test-key, test-token), never a real secret.
+import { randomBytes } from "node:crypto";
+import * as http from "node:http";
+import * as os from "node:os";
+import { docker, DockerResult, firstFileInTar, tail } from "./docker";
+import { nextSteps, ToolsInImage } from "./hints";
+
+/** Label on every container a validation starts (a later run sweeps up after a SIGKILLed one). */
+export const SMOKE_LABEL = "kiloclaw-rollout.smoke=1";
+/** Which run (host:pid) owns a container. */
+export const SMOKE_OWNER_KEY = "kiloclaw-rollout.smoke.owner";
+export const GATEWAY_PORT = 18789;
+export const RUNTIME_CONFIG_PATH = "/root/.openclaw/openclaw.json";
+export const IMAGE_DIRECTORIES = ["/root/.openclaw", "/root/clawd"];
+/** The runbook's placeholders: the only env any validation container gets. */
+export const PLACEHOLDER_ENV = { KILOCODE_API_KEY: "test-key", OPENCLAW_GATEWAY_TOKEN: "test-token" };
+/** How much longer everything takes when a linux/amd64 image runs emulated (Apple Silicon). */
+export const EMULATION_DEADLINE_FACTOR = 3;
+
+export const CHECK_NAMES = [
+    "openclaw version",
+    "node version",
+    "directories",
+    "openclaw doctor",
+    "startup",
+    "gateway",
+    "runtime config",
+    "image size",
+] as const;
+export type CheckName = (typeof CHECK_NAMES)[number];
+
+export interface CheckResult {
+    name: CheckName;
+    status: "passed" | "failed" | "skipped";
+    /** When the check finished, in ms after the validation started. */
+    atMs: number;
+    summary: string;
+    /** Lines shown under the check: doctor's warnings, a failed container's log tail. */
+    details: string[];
+    /** On failure: the runbook's debugging step, with commands that exist in the image. */
+    nextSteps: string[];
+}
+
+export interface ValidateImageOptions {
+    image: string;
+    /** What `openclaw --version` must print: the Dockerfile's pin. */
+    expectedOpenclawVersion: string;
+    /** What `node --version` must print (with or without the leading v); unchecked when absent. */
+    expectedNodeVersion?: string;
+    /** The image to compare sizes with; default: the newest other tag of the same repository in the engine. */
+    previousImage?: string;
+    /** Deadline of each short `docker run --rm` check (both deadlines are multiplied under emulation). */
+    startupDeadlineSeconds?: number;
+    /** Deadline of the gateway's first 2xx after `docker run`. */
+    gatewayDeadlineSeconds?: number;
+    /** Aborting stops every check and removes the containers before validateImage settles. */
+    signal?: AbortSignal;
+    /** Called as each check finishes (progress for a terminal). */
+    onCheck?: (check: CheckResult) => void;
+}
+
+export interface EngineFacts {
+    /** `docker info` Architecture, e.g. x86_64 or aarch64. */
+    architecture: string;
+    imagePlatform: string;
+    emulated: boolean;
+    deadlineFactor: number;
+    startupDeadlineSeconds: number;
+    gatewayDeadlineSeconds: number;
+}
+
+export interface ValidationReport {
+    image: string;
+    imageId: string;
+    expectedOpenclawVersion: string;
+    expectedNodeVersion?: string;
+    passed: boolean;
+    totalMs: number;
+    checks: CheckResult[];
+    engine: EngineFacts;
+    imageSizeBytes: number;
+    previousImage?: string;
+    previousImageSizeBytes?: number;
+    imageSizeChangeBytes?: number;
+    gatewayUrl?: string;
+    runtimeConfig?: { gatewayPort?: unknown; modelBaseUrl?: unknown };
+    /** Containers of earlier, killed runs that this run removed. */
+    sweptContainers: string[];
+}
+
+/** A problem with the setup rather than the image (Docker down, image not built): exit 2, not a failed check. */
+export class ValidationSetupError extends Error {}
+
+/** Docker's names for CPU architectures, reduced to the OCI ones. */
+export function normalizeArchitecture(arch: string): string {
+    const a = arch.trim().toLowerCase();
+    if (a === "x86_64" || a === "x86-64" || a === "amd64") return "amd64";
+    if (a === "aarch64" || a === "arm64" || a === "arm64/v8") return "arm64";
+    return a;
+}
+
+/** Deadlines for this engine: an image for another CPU runs emulated and gets EMULATION_DEADLINE_FACTOR times longer. */
+export function engineFacts(engineArch: string, imageOs: string, imageArch: string, startup: number, gateway: number): EngineFacts {
+    const emulated = normalizeArchitecture(engineArch) !== normalizeArchitecture(imageArch);
+    const factor = emulated ? EMULATION_DEADLINE_FACTOR : 1;
+    return {
+        architecture: engineArch,
+        imagePlatform: `${imageOs}/${normalizeArchitecture(imageArch)}`,
+        emulated,
+        deadlineFactor: factor,
+        startupDeadlineSeconds: startup * factor,
+        gatewayDeadlineSeconds: gateway * factor,
+    };
+}
+
+/** "v22.13.1" and "22.13.1" are the same Node version. */
+export function sameNodeVersion(printed: string, expected: string): boolean {
+    return printed.trim().replace(/^v/, "") === expected.trim().replace(/^v/, "");
+}
+
+/** Lines of `openclaw doctor` output that are warnings (the runbook: missing config, session dirs, gateway not running). */
+export function doctorWarnings(output: string): string[] {
+    return output
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => /warn|⚠|missing|not running|not found|no such|does not exist|not configured/i.test(l));
+}
+
+/** What a developer checks by hand in the runtime config; throws when it is not a JSON object. */
+export function readRuntimeConfig(text: string): { gatewayPort?: unknown; modelBaseUrl?: unknown } {
+    const config = JSON.parse(text) as unknown;
+    if (typeof config !== "object" || config === null || Array.isArray(config)) throw new Error("the top level is not a JSON object");
+    const c = config as { gateway?: { port?: unknown }; models?: { providers?: Record<string, { baseUrl?: unknown }> } };
+    const providers = Object.values(c.models?.providers ?? {});
+    // Only these two fields leave the container: the file also holds the (placeholder) token and key.
+    return { gatewayPort: c.gateway?.port, modelBaseUrl: providers.find((p) => p?.baseUrl !== undefined)?.baseUrl };
+}
+
+interface ImageFacts {
+    Id: string;
+    Size: number;
+    Architecture: string;
+    Os: string;
+    RepoTags?: string[];
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+    new Promise<void>((resolve) => {
+        const done = () => {
+            clearTimeout(t);
+            signal.removeEventListener("abort", done);
+            resolve();
+        };
+        const t = setTimeout(done, ms);
+        signal.addEventListener("abort", done, { once: true });
+    });
+
+/** GET / once; the status code, or the error text. */
+function getOnce(url: string, timeoutMs: number): Promise<{ status?: number; error?: string }> {
+    return new Promise((resolve) => {
+        const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+            res.resume();
+            resolve({ status: res.statusCode });
+        });
+        req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+        req.on("error", (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message }));
+    });
+}
+
+const pidAlive = (pid: number) => {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (e) {
+        return (e as NodeJS.ErrnoException).code === "EPERM";
+    }
+};
+
+/** Removes labelled containers of earlier runs on this host whose process is gone (SIGKILL leaves them behind). */
+export async function sweepLeftovers(signal?: AbortSignal): Promise<string[]> {
+    const host = os.hostname();
+    const list = await docker(["ps", "-a", "--filter", `label=${SMOKE_LABEL}`, "--format", `{{.ID}}\t{{.Label "${SMOKE_OWNER_KEY}"}}`], { signal });
+    const stale = list.stdout
+        .split("\n")
+        .map((l) => l.trim().split("\t"))
+        .filter(([id, owner]) => id && owner?.startsWith(`${host}:`))
+        .filter(([, owner]) => {
+            const pid = Number(owner.slice(host.length + 1));
+            return Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid);
+        });
+    if (stale.length === 0) return [];
+    await docker(["rm", "-f", "-v", ...stale.map(([id]) => id)]);
+    return stale.map(([id, owner]) => `${id} (pid ${owner.slice(host.length + 1)})`);
+}
+
+/** Runs every check; never leaves a container behind, whatever happens (abort included). */
+export async function validateImage(opts: ValidateImageOptions): Promise<ValidationReport> {
+    const started = Date.now();
+    const at = () => Date.now() - started;
+    const { image } = opts;
+
+    const [inspected, info] = await Promise.all([docker(["image", "inspect", image]), docker(["info", "--format", "{{.Architecture}}"])]);
+    if (info.code !== 0) throw new ValidationSetupError("Docker is not running: run bootstrap/start-docker.sh (or start Docker Desktop).");
+    if (inspected.code !== 0) throw new ValidationSetupError(`image '${image}' is not in the local Docker engine; build it first.`);
+    const facts = (JSON.parse(inspected.stdout) as ImageFacts[])[0];
+    const engine = engineFacts(info.stdout.trim(), facts.Os, facts.Architecture, opts.startupDeadlineSeconds ?? 60, opts.gatewayDeadlineSeconds ?? 90);
+
+    const abort = new AbortController();
+    const onOuterAbort = () => abort.abort();
+    opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
+    const signal = abort.signal;
+
+    const prefix = `kiloclaw-smoke-${randomBytes(4).toString("hex")}`;
+    const containers: string[] = [];
+    const labels = ["--label", SMOKE_LABEL, "--label", `${SMOKE_OWNER_KEY}=${os.hostname()}:${process.pid}`];
+    const env = (keys: Array<keyof typeof PLACEHOLDER_ENV>) => keys.flatMap((k) => ["-e", `${k}=${PLACEHOLDER_ENV[k]}`]);
+    const runArgs = (suffix: string, extra: string[]) => {
+        containers.push(`${prefix}-${suffix}`);
+        return ["run", "--name", `${prefix}-${suffix}`, ...labels, ...extra];
+    };
+
+    const checks = new Map<CheckName, CheckResult>();
+    let firstFailure: CheckName | undefined;
+    const finish = (name: CheckName, status: CheckResult["status"], summary: string, details: string[] = [], steps: string[] = []) => {
+        if (checks.has(name)) return;
+        const check: CheckResult = { name, status, atMs: at(), summary, details, nextSteps: steps };
+        checks.set(name, check);
+        opts.onCheck?.(check);
+        if (status === "failed" && !firstFailure) {
+            firstFailure = name;
+            abort.abort(); // the first failure stops the rest: fail fast, clean up at once
+        }
+    };
+    // Which commands a failed check's debugging steps may use: looked up in the image only on failure.
+    let tools: Promise<ToolsInImage> | undefined;
+    const toolsInImage = () =>
+        (tools ??= docker([
+            ...runArgs("tools", ["--rm", "--entrypoint", "sh", image]),
+            "-c",
+            "for c in bash sh ps curl wget cat; do command -v $c >/dev/null 2>&1 && echo $c; done",
+        ]).then((r) => new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : [])));
+    /** Fails a check with its next steps; `details` may still be coming (a log tail), fetched beside the tools lookup. */
+    const failWithSteps = async (name: CheckName, summary: string, details: string[] | Promise<string[]>) => {
+        const needsTools = name === "startup" || name === "gateway" || name === "runtime config";
+        const [tools, lines] = await Promise.all([needsTools ? toolsInImage() : new Set<string>(), details]);
+        finish(name, "failed", summary, lines, nextSteps(name, { image, tools, engine, expectedOpenclawVersion: opts.expectedOpenclawVersion }));
+    };
+    /** The last log lines of a container, stdout and stderr in the order they were written. */
+    const logTail = async (container: string) => {
+        const r = await docker(["logs", "--timestamps", "--tail", "30", container]);
+        const stamped = r.combined.split(/\r?\n/).filter((l) => l !== "");
+        return stamped.sort().map((l) => l.replace(/^\S+Z /, ""));
+    };
+
+    /** A short `docker run --rm` with the startup deadline; undefined when it timed out or was aborted. */
+    const shortRun = async (name: CheckName, suffix: string, command: string[], withEnv: Array<keyof typeof PLACEHOLDER_ENV> = []) => {
+        const timer = new AbortController();
+        const t = setTimeout(() => timer.abort(), engine.startupDeadlineSeconds * 1000);
+        const both = AbortSignal.any([signal, timer.signal]);
+        const r = await docker([...runArgs(suffix, ["--rm", ...env(withEnv), image]), ...command], { signal: both });
+        clearTimeout(t);
+        if (timer.signal.aborted && !signal.aborted) {
+            await failWithSteps(name, `\`${command.join(" ")}\` did not finish within ${engine.startupDeadlineSeconds}s`, []);
+            return undefined;
+        }
+        return r.aborted ? undefined : r;
+    };
+    const exitedWith = (r: DockerResult) => `exit code ${r.code}`;
+
+    const openclawVersion = async () => {
+        const r = await shortRun("openclaw version", "version", ["openclaw", "--version"]);
+        if (!r) return;
+        const printed = r.stdout.trim();
+        if (r.code !== 0) return failWithSteps("openclaw version", `openclaw --version failed in the image (${exitedWith(r)})`, tail(r.combined));
+        if (printed !== opts.expectedOpenclawVersion) {
+            const shown = printed.length > 200 ? `${printed.slice(0, 200)}...` : printed;
+            return failWithSteps("openclaw version", `openclaw --version printed '${shown}' but the expected version is '${opts.expectedOpenclawVersion}'`, []);
+        }
+        finish("openclaw version", "passed", printed);
+    };
+
+    const nodeVersion = async () => {
+        const r = await shortRun("node version", "node", ["node", "--version"]);
+        if (!r) return;
+        const printed = r.stdout.trim();
+        if (r.code !== 0) return failWithSteps("node version", `node --version failed in the image (${exitedWith(r)})`, tail(r.combined));
+        if (!opts.expectedNodeVersion) return finish("node version", "passed", `${printed} (the Dockerfile pins no Node version to compare)`);
+        if (!sameNodeVersion(printed, opts.expectedNodeVersion)) {
+            return failWithSteps("node version", `node --version printed '${printed}' but the Dockerfile pins Node ${opts.expectedNodeVersion}`, []);
+        }
+        finish("node version", "passed", printed);
+    };
+
+    const directories = async () => {
+        const r = await shortRun("directories", "dirs", ["ls", "-ld", ...IMAGE_DIRECTORIES]);
+        if (!r) return;
+        const listed = r.stdout.split("\n").map((l) => l.trim().split(/\s+/).pop());
+        const missing = IMAGE_DIRECTORIES.filter((d) => !listed.includes(d));
+        if (missing.length > 0 || r.code !== 0) {
+            const what = missing.length > 0 ? `missing in the image: ${missing.join(", ")}` : `ls -ld failed (${exitedWith(r)})`;
+            return failWithSteps("directories", what, tail(r.combined, 5));
+        }
+        finish("directories", "passed", IMAGE_DIRECTORIES.join(", "));
+    };
+
+    const doctor = async () => {
+        const r = await shortRun("openclaw doctor", "doctor", ["openclaw", "doctor"], ["KILOCODE_API_KEY"]);
+        if (!r) return;
+        if (r.code !== 0) return failWithSteps("openclaw doctor", `openclaw doctor crashed (${exitedWith(r)})`, tail(r.combined));
+        const warnings = doctorWarnings(r.combined);
+        const summary = warnings.length === 0 ? "ran, no warnings" : `ran, ${warnings.length} warning(s) (expected before the entrypoint writes the config)`;
+        finish("openclaw doctor", "passed", summary, warnings.slice(0, 10));
+    };
+
+    let previous: { ref: string; size: number } | undefined;
+    const imageSize = async () => {
+        previous = await previousImage(image, facts, opts.previousImage, signal);
+        const change = previous ? ` (${formatChange(facts.Size - previous.size)} vs ${previous.ref})` : " (no previous tag to compare with)";
+        finish("image size", "passed", `${formatBytes(facts.Size)}${change}`);
+    };
+
+    let gatewayUrl: string | undefined;
+    let runtimeConfig: ValidationReport["runtimeConfig"];
+    const gateway = async () => {
+        const name = `${prefix}-gateway`;
+        const launchedAt = at();
+        const run = await docker(
+            [...runArgs("gateway", ["-d", "-p", `127.0.0.1::${GATEWAY_PORT}`, ...env(["KILOCODE_API_KEY", "OPENCLAW_GATEWAY_TOKEN"]), image])],
+            { signal },
+        );
+        launched();
+        if (run.aborted) return;
+        if (run.code !== 0) return failWithSteps("startup", "docker run failed", tail(run.combined));
+        // Resolves the moment the container exits: no polling, no settle time.
+        let exited: { code: string; atMs: number } | undefined;
+        const waiting = docker(["wait", name], { signal }).then((r) => {
+            if (!r.aborted) exited = { code: r.stdout.trim() || "?", atMs: at() };
+        });
+        const containerExited = () => {
+            const env = Object.entries(PLACEHOLDER_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
+            const when = seconds(exited!.atMs - launchedAt);
+            return failWithSteps("startup", `the container exited with code ${exited!.code} ${when} after start (env: ${env})`, logTail(name));
+        };
+        /** The container has been running since launch (a later failure is the gateway's or the config's, not the start's). */
+        const startupHeld = () => {
+            if (!exited) finish("startup", "passed", `container running the whole time (${seconds(at() - launchedAt)})`);
+        };
+
+        const port = await docker(["port", name, `${GATEWAY_PORT}/tcp`], { signal });
+        const mapping = port.stdout.split("\n")[0]?.trim() ?? "";
+        if (port.code === 0 && mapping) gatewayUrl = `http://127.0.0.1:${mapping.slice(mapping.lastIndexOf(":") + 1)}/`;
+
+        const deadline = Date.now() + engine.gatewayDeadlineSeconds * 1000;
+        let lastError = "no answer yet";
+        let status = 0;
+        for (;;) {
+            if (signal.aborted) return;
+            if (exited) return containerExited();
+            if (gatewayUrl) {
+                const answer = await getOnce(gatewayUrl, 2000);
+                if (answer.status !== undefined && answer.status >= 200 && answer.status < 300) {
+                    status = answer.status;
+                    break;
+                }
+                lastError = answer.status !== undefined ? `HTTP ${answer.status}` : answer.error!;
+            }
+            if (Date.now() >= deadline) {
+                if (exited) return containerExited();
+                startupHeld();
+                return failWithSteps(
+                    "gateway",
+                    `no HTTP 2xx from ${gatewayUrl ?? "the published port"} (container port ${GATEWAY_PORT}) within ${engine.gatewayDeadlineSeconds}s; ` +
+                        `last error: ${lastError}`,
+                    logTail(name),
+                );
+            }
+            await Promise.race([sleep(100, signal), waiting]);
+        }
+        finish("gateway", "passed", `HTTP ${status} on ${gatewayUrl} ${seconds(at() - launchedAt)} after docker run`);
+
+        // The entrypoint wrote the runtime config before starting the gateway; `docker cp` needs no tool in the image.
+        const copied = await docker(["cp", `${name}:${RUNTIME_CONFIG_PATH}`, "-"], { signal, binary: true });
+        if (copied.aborted) return;
+        if (exited) return containerExited();
+        startupHeld();
+        const file = copied.code === 0 ? firstFileInTar(copied.bytes) : undefined;
+        if (!file) {
+            return failWithSteps("runtime config", `${RUNTIME_CONFIG_PATH} does not exist in the running container`, tail(copied.stderr, 3));
+        }
+        try {
+            runtimeConfig = readRuntimeConfig(file.content.toString("utf8"));
+        } catch (e) {
+            const firstLine = file.content.toString("utf8").split("\n")[0].slice(0, 120);
+            return failWithSteps("runtime config", `${RUNTIME_CONFIG_PATH} is not valid JSON: ${(e as Error).message}`, [firstLine]);
+        }
+        const port18789 = runtimeConfig.gatewayPort === GATEWAY_PORT ? "" : ` (expected ${GATEWAY_PORT})`;
+        finish(
+            "runtime config",
+            "passed",
+            `${RUNTIME_CONFIG_PATH}: gateway port ${JSON.stringify(runtimeConfig.gatewayPort)}${port18789}, ` +
+                `model base URL ${JSON.stringify(runtimeConfig.modelBaseUrl)}`,
+        );
+    };
+
+    // The long-running container starts first (the gateway's boot is the critical path); the short checks
+    // start as soon as its `docker run -d` returned, so they do not slow its start on a small machine.
+    let launched!: () => void;
+    const afterLaunch = new Promise<void>((resolve) => (launched = resolve));
+    const short = (check: () => Promise<void>) => afterLaunch.then(check);
+    const sweep = afterLaunch.then(() => sweepLeftovers()).catch(() => [] as string[]);
+    try {
+        await Promise.all([gateway(), short(openclawVersion), short(nodeVersion), short(directories), short(doctor), short(imageSize)]);
+    } finally {
+        opts.signal?.removeEventListener("abort", onOuterAbort);
+        abort.abort(); // stops `docker wait` and anything still running
+        await docker(["rm", "-f", "-v", ...containers]);
+    }
+    const swept = await sweep;
+
+    const reason = firstFailure ? `not run: stopped after the ${firstFailure} check failed` : "not run: the validation was interrupted";
+    for (const name of CHECK_NAMES) {
+        if (!checks.has(name)) checks.set(name, { name, status: "skipped", atMs: at(), summary: reason, details: [], nextSteps: [] });
+    }
+    const ordered = CHECK_NAMES.map((n) => checks.get(n)!);
+    return {
+        image,
+        imageId: facts.Id,
+        expectedOpenclawVersion: opts.expectedOpenclawVersion,
+        expectedNodeVersion: opts.expectedNodeVersion,
+        passed: ordered.every((c) => c.status === "passed"),
+        totalMs: at(),
+        checks: ordered,
+        engine,
+        imageSizeBytes: facts.Size,
+        previousImage: previous?.ref,
+        previousImageSizeBytes: previous?.size,
+        imageSizeChangeBytes: previous ? facts.Size - previous.size : undefined,
+        gatewayUrl,
+        runtimeConfig,
+        sweptContainers: swept,
+    };
+}
+
+/** The image to compare sizes with: the given one, else the newest other tag of the same repository (the runbook's `docker images kiloclaw`). */
+async function previousImage(image: string, facts: ImageFacts, given: string | undefined, signal: AbortSignal) {
+    const sizeOf = async (ref: string) => {
+        const r = await docker(["image", "inspect", "--format", "{{.Size}}", ref], { signal });
+        return r.code === 0 ? { ref, size: Number(r.stdout.trim()) } : undefined;
+    };
+    if (given) return sizeOf(given);
+    const named = facts.RepoTags?.find((t) => t === image) ?? facts.RepoTags?.[0];
+    if (!named) return undefined;
+    const repo = named.slice(0, named.lastIndexOf(":"));
+    const list = await docker(["images", repo, "--format", "{{.ID}}\t{{.Tag}}"], { signal });
+    const ownId = facts.Id.replace(/^sha256:/, "");
+    const other = list.stdout
+        .split("\n")
+        .map((l) => l.trim().split("\t"))
+        .find(([id, tag]) => id && tag && tag !== "<none>" && !ownId.startsWith(id));
+    return other ? sizeOf(`${repo}:${other[1]}`) : undefined;
+}
+
+export function seconds(ms: number): string {
+    return `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** Decimal units, as `docker images` prints them. */
+export function formatBytes(bytes: number): string {
+    const units = ["B", "kB", "MB", "GB"];
+    let value = Math.abs(bytes);
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) (value /= 1000), unit++;
+    return `${bytes < 0 ? "-" : ""}${unit === 0 ? value : value.toFixed(value < 10 ? 2 : 1)}${units[unit]}`;
+}
+
+export function formatChange(bytes: number): string {
+    return bytes === 0 ? "no change" : `${bytes > 0 ? "+" : ""}${formatBytes(bytes)}`;
+}
