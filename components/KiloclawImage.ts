@@ -1,19 +1,26 @@
 import * as path from "node:path";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { imageTagForContext } from "../lib/contextHash";
+import { stageBuildContext } from "../lib/stagedContext";
 
 export interface KiloclawImageArgs {
     /** The kiloclaw/ directory: the build context. */
     context: string;
     /** Dockerfile path relative to the context. */
     dockerfile?: string;
+    /** `--build-arg`s; part of the tag. */
+    buildArgs?: Record<string, string>;
 }
 
-/** Builds the KiloClaw image locally for linux/amd64, tagged by the hash of its build context. */
+/**
+ * Builds the KiloClaw image locally for linux/amd64, tagged by the hash of what its Dockerfile consumes.
+ * Docker gets a staged copy of only those files (lib/stagedContext.ts), never the worker's directory.
+ */
 export class KiloclawImage extends pulumi.ComponentResource {
-    /** `dev-` + 12 hex of the context hash: unchanged files give an unchanged tag. */
+    /** `dev-` + 12 hex of the build-input hash: the worker's own files beside the Dockerfile never change it. */
     public readonly imageTag: string;
+    /** The staged build context given to docker (content-addressed by the tag). */
+    public readonly contextDir: string;
     /** The local image name, `kiloclaw:<tag>`. */
     public readonly imageName: pulumi.Output<string>;
     /** The local image id; changes whenever the image is rebuilt. */
@@ -22,15 +29,18 @@ export class KiloclawImage extends pulumi.ComponentResource {
     constructor(name: string, args: KiloclawImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:KiloclawImage", name, {}, opts);
         const dockerfile = args.dockerfile ?? "Dockerfile";
-        this.imageTag = imageTagForContext(args.context, dockerfile);
+        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs);
+        this.imageTag = staged.tag;
+        this.contextDir = staged.dir;
 
         const image = new docker.Image(
             `${name}-build`,
             {
                 imageName: `kiloclaw:${this.imageTag}`,
                 build: {
-                    context: args.context,
-                    dockerfile: path.join(args.context, dockerfile),
+                    context: staged.dir,
+                    dockerfile: path.join(staged.dir, staged.dockerfileRel),
+                    args: args.buildArgs,
                     // Fly runs amd64 only; an arm64 laptop must still build amd64.
                     platform: "linux/amd64",
                 },

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConsumedInputs, consumedInputs } from "./dockerfileSources";
 
-/** sha256 over the build's inputs: each consumed entry's path, kind, executable bit and content. */
+/** sha256 over the build's inputs: each consumed entry's path, kind, permission bits (files) and content. */
 export function hashConsumedInputs(contextDir: string, inputs: ConsumedInputs, buildArgs: Record<string, string> = {}): string {
     const hash = crypto.createHash("sha256");
     const field = (name: string, value: string | Buffer) => {
@@ -20,9 +20,10 @@ export function hashConsumedInputs(contextDir: string, inputs: ConsumedInputs, b
     for (const url of inputs.urls) field("url", url);
     for (const entry of inputs.entries) {
         const full = path.join(contextDir, entry.path);
-        const stat = fs.lstatSync(full);
+        // COPY keeps a file's permission bits, so they are part of the image (directories are staged 0755).
+        const mode = entry.kind === "file" ? (fs.lstatSync(full).mode & 0o777).toString(8) : "";
         const content = entry.kind === "symlink" ? fs.readlinkSync(full) : entry.kind === "file" ? fs.readFileSync(full) : "";
-        field(`${entry.kind} ${stat.mode & 0o111 ? "x" : "-"} ${entry.path}`, content);
+        field(`${entry.kind} ${mode} ${entry.path}`, content);
     }
     return hash.digest("hex");
 }
