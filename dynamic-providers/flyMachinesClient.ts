@@ -1,6 +1,8 @@
-// A small client for the Fly Machines API calls a warm-up needs.
+// A small client for the Fly Machines API calls a warm-up (and the image check of an instance) needs.
+// Waiting follows Fly's "Waiting well": at most one wait call per second per machine, whatever Fly
+// answers, and the state comes from `GET .../machines/{id}`, never from the wording of a 408.
 import { flyAuthorizationHeader } from "../lib/flyAuth";
-import { errorText, HttpResponse, isNetworkError, requestJson } from "./http";
+import { errorText, HttpRequest, HttpResponse, isLostAnswer, isNetworkError, requestJson, sleep } from "./http";
 
 export interface FlyApi {
     /** e.g. https://api.machines.dev (the client adds /v1). */
@@ -17,7 +19,8 @@ export interface FlyMachine {
 }
 
 export interface MachineCreateRequest {
-    name?: string;
+    /** Required: a create whose answer was lost is found again by its name instead of being re-sent. */
+    name: string;
     region?: string;
     config: {
         image: string;
@@ -31,17 +34,27 @@ export interface MachineCreateRequest {
 
 /** Fly's longest allowed wait: it rejects larger timeouts. */
 export const FLY_MAX_WAIT_SECONDS = 60;
+/** Fly allows about one request per second per action per machine: wait calls start at least this far apart. */
+export const WAIT_CALL_INTERVAL_MS = 1000;
 
-async function call(api: FlyApi, method: "GET" | "POST" | "DELETE", path: string, body?: unknown, timeoutMs?: number): Promise<HttpResponse> {
-    const url = `${api.baseUrl.replace(/\/+$/, "")}/v1${path}`;
+async function call(api: FlyApi, req: Omit<HttpRequest, "url" | "headers"> & { path: string }): Promise<HttpResponse> {
+    const url = `${api.baseUrl.replace(/\/+$/, "")}/v1${req.path}`;
     try {
-        return await requestJson({ method, url, body, timeoutMs, headers: { authorization: flyAuthorizationHeader(api.token) } });
+        return await requestJson({ ...req, url, headers: { authorization: flyAuthorizationHeader(api.token) } });
     } catch (err) {
-        if (isNetworkError(err)) {
-            throw new Error(`Cannot reach the Fly Machines API at ${api.baseUrl} (${err.code}). Check kiloclaw:flyApiUrl and your network, then run \`pulumi up\` again.`);
+        // A lost answer to a request that must not be re-sent goes back as is: the caller reads the state.
+        if (isNetworkError(err) && !(err.answerLost && req.idempotent === false)) {
+            throw new Error(
+                `Cannot reach the Fly Machines API at ${api.baseUrl} (${err.code}). Check kiloclaw:flyApiUrl and your network, ` +
+                    "then run `pulumi up` again.",
+            );
         }
         throw err;
     }
+}
+
+function machinePath(app: string, id?: string): string {
+    return `/apps/${encodeURIComponent(app)}/machines${id === undefined ? "" : `/${encodeURIComponent(id)}`}`;
 }
 
 /** An error for an unexpected Fly answer, with the next step where there is one. */
@@ -50,8 +63,8 @@ export function flyError(what: string, res: HttpResponse): Error {
     const detail = `${what} failed (${res.status}): ${errorText(res.body)}${requestId}.`;
     if (res.status === 401 || res.status === 403) {
         return new Error(
-            `${detail} Fly refused the API token: set \`pulumi config set --secret kiloclaw:flyApiToken <token>\` ` +
-                "(or FLY_API_TOKEN in .dev.vars); `fly auth token` prints a fresh one.",
+            `${detail} Fly refused the API token. Make a scoped one with \`fly tokens deploy --app <app>\` (or \`fly tokens org <org>\`) ` +
+                "and set it: `pulumi config set --secret kiloclaw:flyApiToken <token>` (or FLY_API_TOKEN in .dev.vars).",
         );
     }
     if (res.status === 404) return new Error(`${detail} Check that the Fly app exists and kiloclaw:registryApp names it.`);
@@ -61,14 +74,30 @@ export function flyError(what: string, res: HttpResponse): Error {
     return new Error(detail);
 }
 
+/**
+ * Creates a machine. The POST is never re-sent after a lost answer (Fly may have acted): the
+ * machine is looked up by its name instead.
+ */
 export async function createMachine(api: FlyApi, app: string, req: MachineCreateRequest): Promise<FlyMachine> {
-    const res = await call(api, "POST", `/apps/${encodeURIComponent(app)}/machines`, req);
+    let res: HttpResponse;
+    try {
+        res = await call(api, { method: "POST", path: machinePath(app), body: req, idempotent: false });
+    } catch (err) {
+        if (!isLostAnswer(err)) throw err;
+        const made = (await listMachines(api, app)).find((m) => m.name === req.name);
+        if (made) return made;
+        throw new Error(
+            `Creating machine ${req.name} in ${app}: the answer was lost (${err.code}) and no machine of that name exists. ` +
+                "Nothing was left behind: run `pulumi up` again.",
+        );
+    }
     if (res.status !== 200 && res.status !== 201) throw flyError(`Creating a machine in ${app}`, res);
     return res.body as FlyMachine;
 }
 
+/** The machine, or undefined once it is gone (Fly answers 404 after a destroy). */
 export async function getMachine(api: FlyApi, app: string, id: string): Promise<FlyMachine | undefined> {
-    const res = await call(api, "GET", `/apps/${encodeURIComponent(app)}/machines/${encodeURIComponent(id)}`);
+    const res = await call(api, { method: "GET", path: machinePath(app, id) });
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw flyError(`Reading machine ${id}`, res);
     return res.body as FlyMachine;
@@ -79,7 +108,7 @@ export async function listMachines(api: FlyApi, app: string, metadata: Record<st
     const query = Object.entries(metadata)
         .map(([k, v]) => `metadata.${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
         .join("&");
-    const res = await call(api, "GET", `/apps/${encodeURIComponent(app)}/machines${query ? `?${query}` : ""}`);
+    const res = await call(api, { method: "GET", path: `${machinePath(app)}${query ? `?${query}` : ""}` });
     if (res.status === 404) return [];
     if (res.status !== 200) throw flyError(`Listing machines of ${app}`, res);
     const machines = (res.body as FlyMachine[]) ?? [];
@@ -87,33 +116,91 @@ export async function listMachines(api: FlyApi, app: string, metadata: Record<st
     return machines.filter((m) => Object.entries(metadata).every(([k, v]) => m.config?.metadata?.[k] === v));
 }
 
-export interface WaitResult {
-    reached: boolean;
-    /** The state Fly reported on timeout (e.g. "replacing" while it still pulls the image). */
-    currentState?: string;
+/** One call to Fly's wait endpoint: 200 reached, 408 not yet, 404 gone (done when waiting for "destroyed"). */
+async function waitCall(api: FlyApi, app: string, id: string, state: string, timeoutSeconds: number): Promise<"reached" | "timeout" | "gone"> {
+    const timeout = Math.max(1, Math.min(FLY_MAX_WAIT_SECONDS, Math.round(timeoutSeconds)));
+    const res = await call(api, {
+        method: "GET",
+        path: `${machinePath(app, id)}/wait?state=${state}&timeout=${timeout}`,
+        // Room for Fly's own wait: the request is a long poll.
+        timeoutMs: (timeout + 15) * 1000,
+    });
+    if (res.status === 200) return "reached";
+    if (res.status === 408) return "timeout";
+    if (res.status === 404) return "gone";
+    throw flyError(`Waiting for machine ${id} to be ${state}`, res);
 }
 
-/** One call to Fly's wait endpoint: reached, or a 408 timeout (a 404 while waiting for "destroyed" is reached). */
-export async function waitForState(api: FlyApi, app: string, id: string, state: string, timeoutSeconds: number): Promise<WaitResult> {
-    const timeout = Math.max(1, Math.min(FLY_MAX_WAIT_SECONDS, Math.round(timeoutSeconds)));
-    const res = await call(
-        api,
-        "GET",
-        `/apps/${encodeURIComponent(app)}/machines/${encodeURIComponent(id)}/wait?state=${state}&timeout=${timeout}`,
-        undefined,
-        (timeout + 15) * 1000,
+export interface WaitForStartedOptions {
+    /** Epoch ms after which the wait gives up. */
+    deadline: number;
+    /** Timeout of each wait call, at most 60 s. */
+    waitSeconds: number;
+    /** The image, for the messages. */
+    image: string;
+}
+
+export interface WaitOutcome {
+    reached: boolean;
+    /** How many wait calls Fly answered 408. */
+    timeouts: number;
+    /** The state `GET .../machines/{id}` last reported (e.g. "replacing" while Fly still pulls the image). */
+    lastState: string;
+}
+
+/** The machine's process exited and auto_destroy removed it: more waiting cannot help. */
+function autoDestroyedError(app: string, id: string, image: string): Error {
+    return new Error(
+        `The warm machine ${id} in ${app} was destroyed while waiting for "started": the image's process exited, and Fly destroys a ` +
+            `machine with auto_destroy (restart "no") when it does. See why: \`fly logs --app ${app} --no-tail\`; reproduce locally with ` +
+            `the runbook's \`docker run --rm -e KILOCODE_API_KEY=test-key -e OPENCLAW_GATEWAY_TOKEN=test-token ${image} ` +
+            `bash -c 'bash -x /usr/local/bin/start-openclaw.sh 2>&1 | head -50'\`. Fix the image, then run \`pulumi up\` again.`,
     );
-    if (res.status === 200) return { reached: true };
-    if (res.status === 404 && state === "destroyed") return { reached: true };
-    if (res.status === 408) {
-        const current = /currently\s+(\w+)/.exec(errorText(res.body));
-        return { reached: false, currentState: current?.[1] };
+}
+
+function failedError(app: string, id: string, image: string): Error {
+    return new Error(
+        `The warm machine ${id} in ${app} failed to start (Fly state "failed"): the image ${image} does not run. ` +
+            `\`fly logs --app ${app} --no-tail\` shows why (the runbook's "Machine won't start"); fix the image, then run \`pulumi up\` again.`,
+    );
+}
+
+/**
+ * Waits until the machine is `started` or the deadline passes. Wait calls start at least
+ * WAIT_CALL_INTERVAL_MS apart, so a Fly that answers 408 at once meets about one call a second.
+ * Throws when the machine is destroyed (or 404) or `failed`: it will never start.
+ */
+export async function waitForStarted(api: FlyApi, app: string, id: string, opts: WaitForStartedOptions): Promise<WaitOutcome> {
+    let timeouts = 0;
+    let lastState = "created";
+    let previousCallAt = -Infinity;
+    for (;;) {
+        const pause = previousCallAt + WAIT_CALL_INTERVAL_MS - Date.now();
+        if (pause > 0) await sleep(pause);
+        const remaining = Math.ceil((opts.deadline - Date.now()) / 1000);
+        if (remaining <= 0) return { reached: false, timeouts, lastState };
+        previousCallAt = Date.now();
+        const answer = await waitCall(api, app, id, "started", Math.min(opts.waitSeconds, remaining));
+        if (answer === "reached") return { reached: true, timeouts, lastState: "started" };
+        if (answer === "gone") throw autoDestroyedError(app, id, opts.image);
+        timeouts++;
+        const machine = await getMachine(api, app, id);
+        lastState = machine?.state ?? "destroyed";
+        if (lastState === "destroyed" || lastState === "destroying") throw autoDestroyedError(app, id, opts.image);
+        if (lastState === "failed") throw failedError(app, id, opts.image);
     }
-    throw flyError(`Waiting for machine ${id} to be ${state}`, res);
+}
+
+/** One wait for `destroyed` (after a destroy call); false if the machine still exists when it ends. */
+export async function waitForDestroyed(api: FlyApi, app: string, id: string, timeoutSeconds: number): Promise<boolean> {
+    const answer = await waitCall(api, app, id, "destroyed", timeoutSeconds);
+    if (answer !== "timeout") return true;
+    const machine = await getMachine(api, app, id);
+    return !machine || machine.state === "destroyed";
 }
 
 /** Destroys a machine, killing it if it runs; a machine that is already gone counts as destroyed. */
 export async function destroyMachine(api: FlyApi, app: string, id: string): Promise<void> {
-    const res = await call(api, "DELETE", `/apps/${encodeURIComponent(app)}/machines/${encodeURIComponent(id)}?force=true`);
+    const res = await call(api, { method: "DELETE", path: `${machinePath(app, id)}?force=true` });
     if (res.status !== 200 && res.status !== 202 && res.status !== 404) throw flyError(`Destroying machine ${id}`, res);
 }

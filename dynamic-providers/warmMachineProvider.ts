@@ -17,10 +17,7 @@ function api(props: { flyApiUrl: string; flyApiToken: string }): fly.FlyApi {
     return { baseUrl: props.flyApiUrl, token: props.flyApiToken };
 }
 
-/**
- * Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup,
- * or made twice by a create retried after Fly acted on a dropped connection.
- */
+/** Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup. */
 async function removeLeftovers(props: WarmMachineInputs, keep?: string): Promise<number> {
     const listed = await fly.listMachines(api(props), props.appName, { [WARM_OWNER_KEY]: props.owner });
     const leftovers = listed.filter((m) => m.id !== keep && m.state !== "destroyed" && m.state !== "destroying");
@@ -30,24 +27,33 @@ async function removeLeftovers(props: WarmMachineInputs, keep?: string): Promise
 
 async function destroyAndConfirm(props: WarmMachineInputs, id: string): Promise<void> {
     await fly.destroyMachine(api(props), props.appName, id);
-    const gone = await fly.waitForState(api(props), props.appName, id, "destroyed", 30);
-    if (!gone.reached) {
+    if (!(await fly.waitForDestroyed(api(props), props.appName, id, 30))) {
         const m = await fly.getMachine(api(props), props.appName, id);
-        if (m && m.state !== "destroyed") throw new Error(`machine ${id} is still ${m.state} after destroy`);
+        throw new Error(`machine ${id} is still ${m?.state} after destroy`);
     }
 }
 
-export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
+function deadlineError(props: WarmMachineInputs, id: string, wait: fly.WaitOutcome): Error {
+    return new Error(
+        `The warm machine ${id} in ${props.appName} did not reach "started" within ${props.timeoutSeconds}s ` +
+            `(Fly answered 408 ${wait.timeouts} time(s); last state "${wait.lastState}"). A first pull of a new tag takes 1-3 minutes ` +
+            "and continues on Fly's side: run `pulumi up` again, or raise kiloclaw:warmTimeoutSeconds. " +
+            `Machines stuck in "replacing" for longer: check \`fly machines list --app ${props.appName}\`.`,
+    );
+}
+
+// `satisfies` keeps the exact method types (create always returns outs) for callers such as the tests.
+export const warmMachineProvider = {
     async diff(_id: string, olds: WarmMachineOutputs, news: WarmMachineInputs): Promise<pulumi.dynamic.DiffResult> {
         const replaces = REPLACE_ON.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
         const changes = replaces.length > 0 || olds.timeoutSeconds !== news.timeoutSeconds || olds.flyApiToken !== news.flyApiToken;
         return { changes, replaces: [...replaces], deleteBeforeReplace: false };
     },
 
-    async create(inputs: WarmMachineInputs): Promise<pulumi.dynamic.CreateResult> {
-        let leftoversRemoved = await removeLeftovers(inputs);
+    async create(inputs: WarmMachineInputs): Promise<{ id: string; outs: WarmMachineOutputs }> {
+        const leftoversRemoved = await removeLeftovers(inputs);
         const machine = await fly.createMachine(api(inputs), inputs.appName, {
-            name: `warm-${Date.now().toString(36)}`,
+            name: `warm-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
             region: inputs.region,
             config: {
                 image: inputs.image,
@@ -58,36 +64,15 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
                 metadata: { [WARM_OWNER_KEY]: inputs.owner },
             },
         });
-        const deadline = Date.now() + inputs.timeoutSeconds * 1000;
-        let waitTimeouts = 0;
-        let lastState = machine.state;
+        let wait: fly.WaitOutcome | undefined;
         let waitError: Error | undefined;
         try {
-            leftoversRemoved += await removeLeftovers(inputs, machine.id);
-            for (;;) {
-                const remaining = Math.ceil((deadline - Date.now()) / 1000);
-                if (remaining <= 0) {
-                    waitError = new Error(
-                        `The warm machine ${machine.id} in ${inputs.appName} did not reach "started" within ${inputs.timeoutSeconds}s ` +
-                            `(Fly answered 408 ${waitTimeouts} time(s); last state "${lastState}"). A first pull of a new tag takes 1-3 minutes ` +
-                            `and continues on Fly's side: run \`pulumi up\` again, or raise kiloclaw:warmTimeoutSeconds. ` +
-                            `Machines stuck in "replacing" for longer: check \`fly machines list --app ${inputs.appName}\`.`,
-                    );
-                    break;
-                }
-                const result = await fly.waitForState(api(inputs), inputs.appName, machine.id, "started", Math.min(inputs.waitSeconds ?? fly.FLY_MAX_WAIT_SECONDS, remaining));
-                if (result.reached) break;
-                waitTimeouts++;
-                lastState = result.currentState ?? lastState;
-                if (lastState === "failed") {
-                    // The image was pulled but its container died: more waiting cannot help.
-                    waitError = new Error(
-                        `The warm machine ${machine.id} in ${inputs.appName} failed to start (Fly state "failed"): the image ${inputs.image} does not run. ` +
-                            `\`fly logs --app ${inputs.appName} --no-tail\` shows why (the runbook's "Machine won't start"); fix the image, then run \`pulumi up\` again.`,
-                    );
-                    break;
-                }
-            }
+            wait = await fly.waitForStarted(api(inputs), inputs.appName, machine.id, {
+                deadline: Date.now() + inputs.timeoutSeconds * 1000,
+                waitSeconds: inputs.waitSeconds ?? fly.FLY_MAX_WAIT_SECONDS,
+                image: inputs.image,
+            });
+            if (!wait.reached) waitError = deadlineError(inputs, machine.id, wait);
         } catch (err) {
             waitError = err as Error;
         }
@@ -100,12 +85,12 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
                     `the next \`pulumi up\` removes it, or run \`fly machine destroy ${machine.id} --app ${inputs.appName} --force\`.`,
             );
         }
-        if (waitError) throw waitError;
-        const outs: WarmMachineOutputs = { ...inputs, machineId: machine.id, waitTimeouts, leftoversRemoved };
+        if (waitError || !wait) throw waitError;
+        const outs: WarmMachineOutputs = { ...inputs, machineId: machine.id, waitTimeouts: wait.timeouts, leftoversRemoved };
         return { id: machine.id, outs };
     },
 
-    async update(_id: string, olds: WarmMachineOutputs, news: WarmMachineInputs): Promise<pulumi.dynamic.UpdateResult> {
+    async update(_id: string, olds: WarmMachineOutputs, news: WarmMachineInputs): Promise<{ outs: WarmMachineOutputs }> {
         // Only the token or the deadline changed: nothing to do on Fly.
         return { outs: { ...olds, ...news } };
     },
@@ -114,4 +99,4 @@ export const warmMachineProvider: pulumi.dynamic.ResourceProvider = {
         // The machine was destroyed at create; only a crashed run's leftover can remain.
         await removeLeftovers(props);
     },
-};
+} satisfies pulumi.dynamic.ResourceProvider<WarmMachineInputs, WarmMachineOutputs>;

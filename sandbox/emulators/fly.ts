@@ -35,6 +35,8 @@ export interface FlyEmulatorOptions {
     defaultRegion?: string;
     /** Images that count as already pulled on this host. */
     prepulledImages?: string[];
+    /** Images whose process exits (code 1) while the machine is `starting` (emulated mode; docker mode runs the real image). */
+    crashingImages?: string[];
     /** Run machines as real containers. */
     docker?: DockerModeOptions;
     /** Fixed port to listen on (default: a free one). */
@@ -384,7 +386,9 @@ export class FlyEmulator {
                 await this.followContainer(rec, generation);
             } else {
                 await this.delay(this.opts.startDelayMs ?? 20);
-                if (current()) this.setState(rec, "started", "flyd");
+                if (!current()) return;
+                if (this.opts.crashingImages?.includes(image)) this.containerExited(rec, 1);
+                else this.setState(rec, "started", "flyd");
             }
         } catch (e) {
             if (!current()) return;
@@ -417,9 +421,23 @@ export class FlyEmulator {
         });
     }
 
+    /** The process exited: `stopped`/`failed`, or, with auto_destroy and restart "no", destroyed (Fly removes such a machine). */
     private containerExited(rec: MachineRecord, exitCode: number): void {
         this.addEvent(rec, "exit", "stopped", "flyd", { exit_event: { exit_code: exitCode } });
+        const config = rec.machine.config as MachineConfig & { auto_destroy?: boolean; restart?: { policy?: string } };
+        if (config.auto_destroy === true && (config.restart?.policy ?? "no") === "no") {
+            this.destroyNow(rec, "flyd");
+            return;
+        }
         this.setState(rec, exitCode === 0 ? "stopped" : "failed", "flyd", false);
+    }
+
+    /** Test control: the machine's process exits with `exitCode` now (a crash after start). */
+    exitProcess(app: string, id: string, exitCode = 1): void {
+        const rec = this.machines_.get(id);
+        if (!rec || rec.app !== app) throw new Error(`no machine ${id} in app ${app}`);
+        rec.generation += 1;
+        this.containerExited(rec, exitCode);
     }
 
     /** One pull per image at a time; machines created meanwhile share it. */
@@ -470,19 +488,14 @@ export class FlyEmulator {
         if (!Number.isFinite(timeout) || timeout < 1 || timeout > cap) {
             return err(400, `invalid_argument: timeout must be between 1 and ${cap} seconds, got ${query.timeout}`);
         }
-        if (rec.machine.state === "destroyed") {
-            // A machine that is already gone: 404 means "done" for destroyed waits.
-            if (state === "destroyed") return err(404, "machine not found");
-            return err(412, `failed_precondition: machine is destroyed, cannot wait for state ${state}`);
-        }
+        // A machine that is already gone: 404 means "done" for destroyed waits.
+        if (rec.machine.state === "destroyed" && state === "destroyed") return err(404, "machine not found");
+        // As measured on Fly: once the machine is destroyed, a wait for any other state answers 408 at
+        // once, every time, so a client that loops on 408 without a pause is a busy loop.
         const reached = (s: MachineState) => (state === "settled" ? SETTLED.has(s) : s === state);
-        const outcome = await this.waitUntil(
-            () => reached(rec.machine.state) || (state !== "destroyed" && rec.machine.state === "destroyed"),
-            timeout * (this.opts.msPerSecond ?? 1000),
-        );
+        await this.waitUntil(() => reached(rec.machine.state) || rec.machine.state === "destroyed", timeout * (this.opts.msPerSecond ?? 1000));
         if (this.closed) return err(503, "unavailable: emulator closed");
-        if (outcome && reached(rec.machine.state)) return ok({ ok: true });
-        if (outcome) return err(412, `failed_precondition: machine is destroyed, cannot wait for state ${state}`);
+        if (reached(rec.machine.state)) return ok({ ok: true });
         return err(408, `deadline_exceeded: machine failed to reach desired state, ${state}, currently ${rec.machine.state}`);
     }
 
@@ -564,11 +577,11 @@ export class FlyEmulator {
         return mode === "204" ? { status: 204 } : { status: Number(mode), body: { ok: true } };
     }
 
-    private destroyNow(rec: MachineRecord): void {
+    private destroyNow(rec: MachineRecord, source = "user"): void {
         this.command(rec);
         rec.stopWatching?.();
         if (this.dockerHost) void this.dockerHost.remove(rec.machine.id);
-        this.setState(rec, "destroyed", "user");
+        this.setState(rec, "destroyed", source);
     }
 
     // ---- volumes ----

@@ -159,12 +159,15 @@ describe("FlyEmulator", () => {
             assert.ok(!fly.machine("warm-app", second)!.events.some((e) => e.status === "replacing"));
         });
 
-        it("rejects wait timeouts above the cap and unknown states", async () => {
+        it("rejects wait timeouts outside 1-60 and unknown states", async () => {
             await start({ waitCapSeconds: 60 });
             const id = await createMachine();
-            const big = await call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=61`);
-            assert.equal(big.status, 400);
-            assert.match(big.body.error, /^invalid_argument:/);
+            for (const timeout of ["61", "0", "abc"]) {
+                const r = await call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=${timeout}`);
+                assert.equal(r.status, 400, timeout);
+                assert.match(r.body.error, /^invalid_argument:/);
+            }
+            assert.equal((await call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=1`)).status, 200);
             const bad = await call("GET", `/apps/warm-app/machines/${id}/wait?state=running&timeout=1`);
             assert.equal(bad.status, 400);
         });
@@ -183,11 +186,39 @@ describe("FlyEmulator", () => {
             assert.ok(waited.status === 200 || waited.status === 404, `wait destroyed answered ${waited.status}`);
             assert.equal((await call("GET", `/apps/warm-app/machines/${id}`)).status, 404);
             assert.equal((await call("GET", `/apps/warm-app/machines/${id}/wait?state=destroyed&timeout=1`)).status, 404);
-            const waitStarted = await call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=1`);
-            assert.equal(waitStarted.status, 412);
-            assert.match(waitStarted.body.error, /^failed_precondition:/);
+            // As measured on Fly: a wait for another state answers 408 at once once the machine is gone.
+            const waitStarted = await call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=60`);
+            assert.equal(waitStarted.status, 408);
             assert.equal((await call("GET", "/apps/warm-app/machines")).body.length, 0);
             assert.equal((await call("GET", "/apps/warm-app/machines?include_deleted=true")).body.length, 1);
+        });
+
+        it("a machine destroyed during a wait for started ends that wait and every later one with 408 at once", async () => {
+            // Held in replacing for an hour of contract time: only the destroy can end the wait.
+            await start({ firstPullDelayMs: 3_600_000 });
+            const id = await createMachine("warm-app", { config: { image: IMAGE, auto_destroy: true, restart: { policy: "no" } } });
+            const pending = call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=60`);
+            assert.ok(await until(() => fly.requests.some((r) => r.path.endsWith("/wait")), 10_000));
+            fly.exitProcess("warm-app", id);
+            const first = await pending;
+            assert.equal(first.status, 408);
+            assert.match(first.body.error, /currently destroyed/);
+            const again = await Promise.all([1, 2, 3].map(() => call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=60`)));
+            assert.deepEqual(again.map((r) => r.status), [408, 408, 408]);
+            assert.equal((await call("GET", `/apps/warm-app/machines/${id}`)).status, 404);
+            assert.equal((await call("GET", `/apps/warm-app/machines/${id}/wait?state=destroyed&timeout=1`)).status, 404);
+        });
+
+        it("destroys an auto_destroy machine with restart no when its process exits; keeps the others as failed", async () => {
+            await start({ crashingImages: [IMAGE] });
+            const auto = await createMachine("warm-app", { config: { image: IMAGE, auto_destroy: true, restart: { policy: "no" } } });
+            const kept = await createMachine("warm-app", { config: { image: IMAGE, auto_destroy: false } });
+            assert.ok(await until(() => fly.machine("warm-app", auto)?.state === "destroyed", 10_000));
+            assert.ok(await until(() => fly.machine("warm-app", kept)?.state === "failed", 10_000));
+            const events = fly.machine("warm-app", auto)!.events.map((e) => `${e.type}:${e.status}:${e.source}`);
+            assert.deepEqual(events.slice(0, 2), ["destroy:destroyed:flyd", "exit:stopped:flyd"]);
+            assert.equal((await call("GET", `/apps/warm-app/machines/${auto}`)).status, 404);
+            assert.equal((await call("GET", `/apps/warm-app/machines/${kept}`)).body.state, "failed");
         });
 
         it("accepts kill=true like force=true, and deleteMode 202", async () => {

@@ -79,8 +79,8 @@ describe("WarmMachine provider against the Fly emulator", function () {
 
     it("loops on 408 during a first pull: two timeouts, then started", async () => {
         await fly.close();
-        // Each wait is 60 contract seconds = 600 ms; the pull takes 2.5 of them.
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 1500 });
+        // Each wait is 60 contract seconds = 600 ms, and wait calls start 1 s apart: the pull (2.5 s) outlasts two.
+        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 2500 });
         const { id, outs } = await warm.create(inputs({ timeoutSeconds: 120 }));
         assert.equal(outs.waitTimeouts, 2);
         const waits = fly.requests.filter((r) => r.path.endsWith(`/${id}/wait`) && r.query.state === "started");
@@ -111,29 +111,37 @@ describe("WarmMachine provider against the Fly emulator", function () {
         assert.deepEqual(live, []);
     });
 
-    it("retries Fly 503 and 429 and dropped connections on create", async () => {
+    it("retries Fly 503 and 429 on create", async () => {
         fly.inject({ method: "POST", path: /\/machines$/, status: 503 });
         fly.inject({ method: "POST", path: /\/machines$/, status: 429 });
-        fly.inject({ method: "POST", path: /\/machines$/, drop: true });
         const { id } = await warm.create(inputs());
         assert.equal(fly.machine("kiloclaw-dev", id)?.state, "destroyed");
-        assert.deepEqual(fly.requests.filter((r) => r.method === "POST").map((r) => r.status), [503, 429, 0, 200]);
+        assert.deepEqual(fly.requests.filter((r) => r.method === "POST").map((r) => r.status), [503, 429, 200]);
     });
 
-    it("destroys the twin a retried create made when Fly acted but the answer was lost", async () => {
+    it("does not re-send a create whose answer was lost: finds the machine by name, one POST, one machine", async () => {
         fly.inject({ method: "POST", path: /\/machines$/, dropAfter: true });
         const { id, outs } = await warm.create(inputs());
+        assert.equal(fly.requests.filter((r) => r.method === "POST" && r.path.endsWith("/machines")).length, 1);
         const machines = fly.machines("kiloclaw-dev");
-        assert.equal(machines.length, 2, "the retry should have created a second machine");
-        assert.equal(outs.leftoversRemoved, 1);
-        assert.ok(machines.some((m) => m.id === id));
-        assert.deepEqual(machines.filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+        assert.deepEqual(machines.map((m) => m.id), [id]);
+        assert.equal(machines[0].state, "destroyed");
+        assert.equal(outs.leftoversRemoved, 0);
+    });
+
+    it("a create dropped before Fly acted is not re-sent either, and leaves nothing", async () => {
+        fly.inject({ method: "POST", path: /\/machines$/, drop: true });
+        const err = await rejects(warm.create(inputs()));
+        assert.match(err.message, /answer was lost .* no machine of that name exists/);
+        assert.equal(fly.requests.filter((r) => r.method === "POST").length, 1);
+        assert.deepEqual(fly.machines("kiloclaw-dev"), []);
     });
 
     it("explains a refused token", async () => {
         const err = await rejects(warm.create(inputs({ flyApiToken: "fm2_wrong" })));
         assert.match(err.message, /\(401\)/);
         assert.match(err.message, /kiloclaw:flyApiToken/);
+        assert.match(err.message, /fly tokens deploy/);
         assert.ok(!err.message.includes("fm2_wrong"), "the token leaked into the message");
     });
 
