@@ -3,11 +3,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import { ImageValidation } from "./components/ImageValidation";
 import { KiloclawImage } from "./components/KiloclawImage";
+import { LocalImages } from "./components/LocalImages";
 import { RegistryPush } from "./components/RegistryPush";
 import { WarmMachine } from "./components/WarmMachine";
 import { WorkerImageVersion } from "./components/WorkerImageVersion";
 import { WorkerInstance } from "./components/WorkerInstance";
 import { RolloutConfig } from "./lib/config";
+import { servicesVerified } from "./lib/preflight";
 
 /** What a developer checks by hand today: the stack outputs. */
 export interface RolloutOutputs {
@@ -36,10 +38,12 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     let imageRefOut: pulumi.Output<string>;
     let imageTag: pulumi.Input<string>;
     let imageDigest: pulumi.Input<string> | undefined;
-    let pushed: pulumi.Resource[] = [];
+    // Nothing is built, pushed or provisioned before the worker, Docker and Fly answered (lib/preflight.ts).
+    const verified = servicesVerified(config);
+    let pushed: pulumi.Input<pulumi.Input<pulumi.Resource>[]> = verified;
     let validated: ImageValidation | undefined;
     if (source.kind === "build") {
-        const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile });
+        const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile }, { dependsOn: verified });
         const validation = config.validate
             ? new ImageValidation("smoke-tests", {
                   image: image.imageName,
@@ -66,7 +70,9 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         imageRefOut = push.imageRef;
         imageTag = image.imageTag;
         imageDigest = push.digest;
-        pushed = [push];
+        // Removes this tag's local images once a new tag's instance runs, and on destroy after the instance.
+        const localImages = new LocalImages("local-images", { images: [image.imageName, push.imageRef] }, { dependsOn: [push] });
+        pushed = [push, localImages];
     } else {
         imageRefOut = pulumi.output(source.imageRef);
         imageTag = source.imageTag;

@@ -9,6 +9,7 @@ export const RESOURCE_TYPES = {
     warmMachine: "pulumi-nodejs:dynamic/kiloclaw:WarmMachine",
     workerImageVersion: "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion",
     workerInstance: "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance",
+    localImages: "pulumi-nodejs:dynamic/kiloclaw:LocalImages",
 } as const;
 
 /** Component type tokens (`kiloclaw:index:X`). */
@@ -19,6 +20,7 @@ export const COMPONENT_TYPES = {
     warmMachine: "kiloclaw:index:WarmMachine",
     workerImageVersion: "kiloclaw:index:WorkerImageVersion",
     workerInstance: "kiloclaw:index:WorkerInstance",
+    localImages: "kiloclaw:index:LocalImages",
 } as const;
 
 /** The `module:type` every dynamic resource of this program registers under (`pulumi-nodejs:dynamic/<module>:<type>`). */
@@ -95,3 +97,10 @@ export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
     runningOpenclawVersion: string | null;
     gatewayToken: string | null;
 }
+
+/** Local Docker image references a build-mode rollout made; removed when superseded or destroyed. */
+export interface LocalImagesInputs {
+    images: string[];
+}
+
+export type LocalImagesOutputs = LocalImagesInputs;

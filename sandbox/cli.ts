@@ -8,6 +8,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { scriptPath } from "./docker";
+import { materializeCheckout } from "./fixtures/checkout";
 
 const REPO = path.join(__dirname, "..");
 export const REGISTRY_APP = "kiloclaw-sandbox";
@@ -70,10 +71,7 @@ function sh(script: string, args: string[] = [], env: Record<string, string> = {
 /** The sandbox's own kiloclaw/ checkout: the offline fixture and a .dev.vars wired to the emulators. */
 function writeCheckout(token: string, internalKey: string): void {
     const dir = kiloclawDir();
-    if (!fs.existsSync(path.join(dir, "Dockerfile"))) {
-        fs.mkdirSync(dir, { recursive: true });
-        fs.cpSync(path.join(__dirname, "fixtures", "kiloclaw"), dir, { recursive: true });
-    }
+    if (!fs.existsSync(path.join(dir, "Dockerfile"))) materializeCheckout(dir);
     const devVars = path.join(dir, ".dev.vars");
     if (!fs.existsSync(devVars)) {
         fs.writeFileSync(
