@@ -71,7 +71,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         imageTag = image.imageTag;
         imageDigest = push.digest;
         // Removes this tag's local images once a new tag's instance runs, and on destroy after the instance.
-        const localImages = new LocalImages("local-images", { images: [image.imageName, push.imageRef] }, { dependsOn: [push] });
+        const localImages = new LocalImages("local-images", { images: [image.imageName, push.targetImage] }, { dependsOn: [push] });
         pushed = [push, localImages];
     } else {
         imageRefOut = pulumi.output(source.imageRef);

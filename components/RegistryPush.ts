@@ -16,32 +16,43 @@ export interface RegistryPushArgs {
 
 /** Tags and pushes the image to `<registryServer>/<registryApp>:<tag>`; no login outlives the push. */
 export class RegistryPush extends pulumi.ComponentResource {
-    /** `<registryServer>/<registryApp>:<tag>` */
+    /** `<registryServer>/<registryApp>:<tag>`: the name pushed to (known before the push). */
+    public readonly targetImage: pulumi.Output<string>;
+    /**
+     * `<registryServer>/<registryApp>:<tag>@sha256:…`: exactly what was pushed. It comes from the push's
+     * result, so whatever pulls it (the warm machine) waits for the push and gets that manifest, not a re-pushed tag.
+     */
     public readonly imageRef: pulumi.Output<string>;
     /** The pushed manifest digest, `sha256:…`. */
     public readonly digest: pulumi.Output<string>;
 
     constructor(name: string, args: RegistryPushArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:RegistryPush", name, {}, opts);
-        this.imageRef = pulumi.interpolate`${args.registryServer}/${args.registryApp}:${args.imageTag}`;
+        this.targetImage = pulumi.interpolate`${args.registryServer}/${args.registryApp}:${args.imageTag}`;
         const push = new command.local.Command(
             `${name}-push`,
             {
                 create: `bash ${path.join(__dirname, "..", "scripts", "push-image.sh")}`,
                 environment: {
                     SOURCE_IMAGE: args.sourceImage,
-                    TARGET_IMAGE: this.imageRef,
+                    TARGET_IMAGE: this.targetImage,
                     REGISTRY_SERVER: args.registryServer,
                     REGISTRY_USERNAME: "x",
                 },
                 // The token goes on stdin: never on a command line or in the environment.
                 stdin: pulumi.secret(args.registryToken),
-                triggers: [args.sourceImageId, this.imageRef],
+                triggers: [args.sourceImageId, this.targetImage],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );
         this.digest = push.stdout.apply(pushedDigest);
-        this.registerOutputs({ imageRef: this.imageRef, digest: this.digest });
+        this.imageRef = pulumi.all([this.targetImage, this.digest, push.urn]).apply(([target, digest, urn]) => {
+            if (!digest) {
+                throw new Error(`The push of ${target} printed no sha256 digest (scripts/push-image.sh): re-push with \`pulumi up --replace '${urn}'\`.`);
+            }
+            return `${target}@${digest}`;
+        });
+        this.registerOutputs({ targetImage: this.targetImage, imageRef: this.imageRef, digest: this.digest });
     }
 }
 

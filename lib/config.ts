@@ -142,8 +142,17 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         problems.push(`kiloclaw:openclawVersion "${raw.openclawVersion}" is not an exact x.y.z version.`);
     }
 
+    // One registry app: the push goes where the worker pulls from, computed as the worker computes it.
     const workerRegistryApp = devVars.FLY_REGISTRY_APP || devVars.FLY_APP_NAME || "kiloclaw-machines";
-    const registryApp = raw.registryApp ?? (devVars.FLY_REGISTRY_APP || devVars.FLY_APP_NAME || "kiloclaw-dev");
+    const registryApp = raw.registryApp ?? workerRegistryApp;
+    if (raw.registryApp && raw.registryApp !== workerRegistryApp) {
+        const key = devVars.FLY_REGISTRY_APP ? "FLY_REGISTRY_APP" : devVars.FLY_APP_NAME ? "FLY_APP_NAME" : undefined;
+        const why = key ? `${key} in ${devVarsPath}` : `the worker's default: ${devVarsPath} sets neither FLY_REGISTRY_APP nor FLY_APP_NAME`;
+        problems.push(
+            `kiloclaw:registryApp is "${raw.registryApp}" but the worker pulls from "${workerRegistryApp}" (${why}): ` +
+                `\`pulumi config rm kiloclaw:registryApp\` to push where the worker pulls, or set FLY_REGISTRY_APP=${raw.registryApp} in .dev.vars.`,
+        );
+    }
     const workerSettings: Record<string, string> = {};
     for (const key of WORKER_SETTING_KEYS) if (devVars[key] !== undefined) workerSettings[key] = devVars[key];
 

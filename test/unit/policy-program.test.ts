@@ -44,9 +44,10 @@ describe("the policy pack over the mocked program", function () {
             ]),
             envLocal: "NEXTAUTH_SECRET=override\nOPENROUTER_API_KEY=sk-or-override\n",
         });
-        // Push to one app while the worker pulls from another (push-dev.sh's trap).
-        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, "kiloclaw:registryApp": "kiloclaw-other" };
-        const run = await runProgram({ config });
+        // Push to one app while the worker pulls from another (push-dev.sh's trap). lib/config.ts refuses this
+        // as a config error first; the policy is the second line, so the loaded config is bent past that check.
+        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER };
+        const run = await runProgram({ config, adjust: (c) => ({ ...c, registryApp: "kiloclaw-other" }) });
         assert.equal(run.error, undefined, run.error);
         const violations = await runPack(policyResources(run));
         const byPolicy = (name: string) => violations.filter((v) => v.policy === name);

@@ -73,9 +73,11 @@ describe("the program under mocks", function () {
         const tag = run.outputs.tag.value as string;
         assert.match(tag, /^dev-[0-9a-f]{12}$/);
         assert.equal(image.inputs.imageName, `kiloclaw:${tag}`);
-        assert.equal(run.outputs.imageRef.value, `registry.fly.io/kiloclaw-dev:${tag}`);
+        // The ref carries the digest the push printed (mock-outputs.ts): the warm machine pulls exactly what was pushed.
+        const pushed = `registry.fly.io/kiloclaw-dev:${tag}@sha256:${"2".repeat(64)}`;
+        assert.equal(run.outputs.imageRef.value, pushed);
         const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
-        assert.equal(warm.inputs.image, `registry.fly.io/kiloclaw-dev:${tag}`);
+        assert.equal(warm.inputs.image, pushed);
         assert.deepEqual(warm.inputs.env, { KILOCODE_API_KEY: "warm" });
         assert.equal(warm.inputs.owner, "kiloclaw-rollout.alice");
     });
