@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { cleanupAll, installSignalCleanup } from "./cleanup";
 import { contextHashBenchmark } from "./context-hash";
+import { flyWaitBenchmark } from "./fly-wait";
 import { noopBenchmark } from "./noop";
 import { readinessBenchmark } from "./readiness";
 import { BenchResult, markdownTable, ms, printResult, resultMarkdown } from "./report";
@@ -29,6 +30,7 @@ const BENCHMARKS: Array<{ id: number; title: string; run: (a: Args) => Promise<B
     { id: 2, title: "Build-context hashing", run: (a) => contextHashBenchmark({ reps: Math.max(a.reps, 5) }) },
     { id: 3, title: "Readiness: delay and requests", run: () => readinessBenchmark() },
     { id: 4, title: "No-op second run", run: () => noopBenchmark() },
+    { id: 5, title: "Fly wait: calls when Fly answers at once", run: () => flyWaitBenchmark() },
 ];
 
 function usage(message?: string): never {
