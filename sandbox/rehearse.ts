@@ -121,7 +121,12 @@ function nextSteps(sandbox: SandboxState, pulumi: PulumiCommand): string {
     ].join("\n");
 }
 
-const stream = { onOutput: (out: string) => process.stdout.write(out), color: process.stdout.isTTY ? ("always" as const) : ("never" as const) };
+/** Pulumi's own progress display, as the CLI shows it. */
+const stream = {
+    onOutput: (out: string) => process.stdout.write(out),
+    onError: (err: string) => process.stderr.write(err),
+    color: process.stdout.isTTY ? ("always" as const) : ("never" as const),
+};
 
 async function upOrPreview(preview: boolean): Promise<void> {
     const sandbox = await startDockerAndSandbox();
@@ -156,6 +161,7 @@ async function destroy(): Promise<void> {
             say("pulumi destroy");
             await stack.destroy(stream);
             await stack.workspace.removeStack(STACK);
+            say(`removed the stack and its state (${engineDir()})`);
         }
         fs.rmSync(engineDir(), { recursive: true, force: true });
     }
@@ -179,12 +185,9 @@ async function main(args: string[]): Promise<void> {
     else await upOrPreview(args.includes("--preview"));
 }
 
-/** A failed pulumi command already streamed its diagnostics: add only what went to its stderr. */
+/** A failed pulumi command has already streamed its diagnostics; repeating them would bury them. */
 function failureText(err: unknown): string {
-    if (err instanceof CommandError) {
-        const stderr = ((err as unknown as { commandResult?: { stderr?: string } }).commandResult?.stderr ?? "").trim();
-        return `the pulumi command failed (its output is above)${stderr ? `:\n${stderr}` : "."}`;
-    }
+    if (err instanceof CommandError) return "the pulumi command failed: its diagnostics are above.";
     return err instanceof Error ? err.message : String(err);
 }
 
