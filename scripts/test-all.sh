@@ -34,7 +34,7 @@ run_suite() {
   local p f
   p="$(grep -Eo '^ *[0-9]+ passing' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)"
   f="$(grep -Eo '^ *[0-9]+ failing' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)"
-  # A check without mocha's summary (typecheck) is one test; a suite that died before its summary is one failure.
+  # A check without mocha's summary (typecheck, lint, format) is one test; a suite that died before its summary is one failure.
   if [[ $rc -eq 0 && $p -eq 0 && $f -eq 0 ]]; then p=1; fi
   if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
   passed=$((passed + p))
@@ -49,6 +49,8 @@ run_suite() {
 }
 
 run_suite typecheck npx tsc --noEmit
+run_suite lint npm run --silent lint
+run_suite format npm run --silent format:check
 run_suite unit npx mocha
 run_suite integration npx mocha --config test/integration/.mocharc.json
 run_suite faults npx mocha --config test/faults/.mocharc.json
