@@ -26,7 +26,7 @@ interface Args {
 }
 
 const BENCHMARKS: Array<{ id: number; title: string; run: (a: Args) => Promise<BenchResult> }> = [
-    { id: 1, title: "Smoke tests: project validation vs runbook commands", run: (a) => smokeBenchmark({ reps: a.reps }) },
+    { id: 1, title: "Image validation: floor, project and runbook on a gateway that boots", run: (a) => smokeBenchmark({ reps: a.reps }) },
     { id: 2, title: "Build-context hashing", run: (a) => contextHashBenchmark({ reps: Math.max(a.reps, 5) }) },
     { id: 3, title: "Readiness: delay and requests", run: () => readinessBenchmark() },
     { id: 4, title: "No-op second run", run: () => noopBenchmark() },

@@ -10,6 +10,7 @@
 #        REGISTRY_USERNAME  (x; Fly ignores the user and checks the token)
 # Stdin: the registry password / Fly API token (never argv, never env).
 # Stdout: progress, then the pushed manifest digest `sha256:...` as the LAST line.
+# Fails (exit 1) when the registry does not serve the tag for linux/amd64 (Fly runs nothing else).
 set -euo pipefail
 
 die() { echo "push-image: $*" >&2; exit 1; }
@@ -123,4 +124,27 @@ if [[ -z $digest ]]; then
 fi
 [[ -n $digest ]] || die "pushed $TARGET_IMAGE but could not find its digest in docker's output"
 echo "push-image: pushed $TARGET_IMAGE"
+
+# The runbook's Step 3 check, with the login above: the registry serves the tag as
+# linux/amd64, the only platform Fly machines run. (--insecure: a local http registry.)
+insecure=()
+[[ $REGISTRY_SERVER == 127.0.0.1:* || $REGISTRY_SERVER == localhost:* ]] && insecure=(--insecure)
+if ! docker manifest inspect "${insecure[@]}" --verbose "$TARGET_IMAGE" >"$out" 2>&1; then
+  explain_failure "docker manifest inspect $TARGET_IMAGE" "$out"
+fi
+# One entry per platform (a manifest list gives an array); "os/architecture" each.
+platforms="$(node -e '
+  const d = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  const p = (Array.isArray(d) ? d : [d]).map((e) => e.Descriptor && e.Descriptor.platform);
+  console.log(p.map((x) => (x ? `${x.os}/${x.architecture}` : "unknown")).join(" "));
+' <"$out")" || die "docker manifest inspect $TARGET_IMAGE printed no manifest JSON"
+if [[ " $platforms " != *" linux/amd64 "* ]]; then
+  cat >&2 <<EOF
+✘ push-image: the registry serves $TARGET_IMAGE for ${platforms:-no platform}, but Fly machines run linux/amd64.
+  Rebuild for linux/amd64 (\`docker build --platform linux/amd64 …\`, as the KiloclawImage component does), then
+  run \`pulumi up\` again; nothing was pointed at this tag.
+EOF
+  exit 1
+fi
+echo "push-image: the registry serves $TARGET_IMAGE for linux/amd64"
 echo "$digest"

@@ -6,5 +6,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+# tsx keeps its transpile cache under $TMPDIR: point that at our cache dir, not the caller's temp dir.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/kiloclaw-rollout"
+mkdir -p "$cache"
 # exec: signals reach the validation directly, which removes its containers before exiting.
-exec node --require tsx/cjs validation/cli.ts
+TMPDIR="$cache" exec node --require tsx/cjs validation/cli.ts

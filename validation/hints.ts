@@ -66,7 +66,7 @@ export function nextSteps(check: CheckName, ctx: HintContext): string[] {
                       ? ["docker exec kiloclaw-test wget -qO- http://localhost:18789/"]
                       : []),
             ];
-            const emulated = ctx.engine.emulated ? ` (already ×${ctx.engine.deadlineFactor} for emulation)` : "";
+            const emulated = ctx.engine.emulated ? `, ×${ctx.engine.deadlineFactor} under emulation` : "";
             return [
                 "Next step (runbook Troubleshooting, \"Gateway not responding\"): start the image by hand and look inside:",
                 ...[...startByHand(image, "kiloclaw-test"), ...inside, "docker rm -f kiloclaw-test"].map((c) => `  ${c}`),

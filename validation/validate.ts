@@ -128,7 +128,7 @@ export function doctorWarnings(output: string): string[] {
     return output
         .split(/\r?\n/)
         .map((l) => l.trim())
-        .filter((l) => /warn|⚠|missing|not running|not found|no such|does not exist|not configured/i.test(l));
+        .filter((l) => /warn|⚠|missing|not running|not found|no such|does not exist|not configured|\bno\b.*\bfound\b/i.test(l));
 }
 
 /** What a developer checks by hand in the runtime config; throws when it is not a JSON object. */
