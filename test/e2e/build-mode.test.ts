@@ -1,0 +1,182 @@
+// Build mode under the real engine, through the Automation API: the path users run. From nothing
+// `up` builds the realistic fixture checkout, smoke-tests, pushes, warms, points the worker at the
+// tag and provisions; the next preview and `up` change nothing; a pin bump shows the image and
+// everything downstream in the diff; `up` converges again; `destroy` leaves nothing behind.
+// Needs the docker and command resource plugins at the versions package-lock.json pins; without
+// them the scenario reports itself skipped with the commands that install them.
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { EngineEvent, LocalWorkspace, OpType, Stack } from "@pulumi/pulumi/automation";
+import { RESOURCE_TYPES } from "../../lib/contract";
+import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
+import { materializeCheckout } from "../../sandbox/fixtures/checkout";
+import { SandboxServices, startSandboxServices } from "../../sandbox/services";
+
+const REPO = path.join(__dirname, "..", "..");
+const USER = "e2e-build-developer";
+const APP = "kiloclaw-e2e-build";
+const INTERNAL_KEY = "e2e-build-internal-key-7a1e";
+const STACK = "e2e-build";
+
+/** The resource plugins build mode needs, at the versions package-lock.json resolves. */
+function requiredPlugins(): Array<{ name: string; version: string }> {
+    const lock = JSON.parse(fs.readFileSync(path.join(REPO, "package-lock.json"), "utf8"));
+    return ["docker", "command"].map((name) => ({ name, version: lock.packages[`node_modules/@pulumi/${name}`].version }));
+}
+
+/** Why build mode cannot run here (a missing plugin), or undefined when it can. */
+function missingPluginsReason(): string | undefined {
+    const ls = spawnSync("pulumi", ["plugin", "ls", "--json"], { encoding: "utf8" });
+    if (ls.error || ls.status !== 0) {
+        throw new Error("No pulumi CLI on PATH: install one, or `export PATH=\"$(bash bootstrap/install-pulumi.sh | tail -1):$PATH\"`.");
+    }
+    const installed: Array<{ name: string; kind: string; version: string }> = JSON.parse(ls.stdout || "[]") ?? [];
+    const missing = requiredPlugins().filter((p) => !installed.some((i) => i.kind === "resource" && i.name === p.name && i.version === p.version));
+    if (!missing.length) return undefined;
+    return (
+        `the ${missing.map((p) => `${p.name} ${p.version}`).join(" and ")} resource plugin(s) are not installed (\`pulumi plugin ls\`). ` +
+        `Install with ${missing.map((p) => `\`pulumi plugin install resource ${p.name} ${p.version}\``).join(" and ")}, then \`npm run test:e2e\`.`
+    );
+}
+
+/** Operation per resource type (one entry per resource) that a preview or update planned. */
+function collectOps(into: Array<{ type: string; urn: string; op: OpType }>): (event: EngineEvent) => void {
+    return (event) => {
+        const meta = event.resourcePreEvent?.metadata;
+        if (meta && meta.type !== "pulumi:pulumi:Stack") into.push({ type: meta.type, urn: meta.urn, op: meta.op });
+    };
+}
+
+describe("build mode under the engine", function () {
+    this.timeout(900_000);
+    let registry: LocalRegistry;
+    let services: SandboxServices;
+    let work: string;
+    let checkout: string;
+    let stack: Stack;
+
+    before(async function () {
+        const reason = missingPluginsReason();
+        if (reason) {
+            console.log(`    SKIPPED build mode under the engine: ${reason}`);
+            this.skip();
+        }
+        assertDockerRunning();
+        registry = await startRegistry();
+        work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-build-"));
+        checkout = materializeCheckout(path.join(work, "cloud", "kiloclaw"));
+        fs.writeFileSync(
+            path.join(checkout, ".dev.vars"),
+            [
+                `INTERNAL_API_SECRET=${INTERNAL_KEY}`,
+                "GATEWAY_TOKEN_SECRET=e2e-build-gateway-secret",
+                `FLY_API_TOKEN=${registry.token}`,
+                "WORKER_ENV=development",
+                `FLY_REGISTRY_APP=${APP}`,
+                "",
+            ].join("\n"),
+        );
+        services = await startSandboxServices({ registryServer: registry.server, token: registry.token, devVarsPath: path.join(checkout, ".dev.vars") });
+
+        // A project in the temp dir whose program is this repository: no stack files in the repo.
+        const project = path.join(work, "project");
+        fs.mkdirSync(project);
+        fs.writeFileSync(
+            path.join(project, "Pulumi.yaml"),
+            `name: kiloclaw-rollout\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.relative(project, REPO)}\n`,
+        );
+        fs.mkdirSync(path.join(work, "state"));
+        stack = await LocalWorkspace.createStack(
+            { stackName: STACK, workDir: project },
+            {
+                secretsProvider: "passphrase",
+                envVars: {
+                    PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`,
+                    PULUMI_CONFIG_PASSPHRASE: "e2e-build-passphrase",
+                    PULUMI_SKIP_UPDATE_CHECK: "true",
+                    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+                    // The staged build contexts go to the temp dir, removed with it.
+                    XDG_CACHE_HOME: path.join(work, "cache"),
+                },
+            },
+        );
+        await stack.setAllConfig({
+            "kiloclaw:kiloclawDir": { value: checkout },
+            "kiloclaw:userId": { value: USER },
+            "kiloclaw:workerUrl": { value: services.worker.url },
+            "kiloclaw:flyApiUrl": { value: services.fly.url },
+            "kiloclaw:registryServer": { value: registry.server },
+            "kiloclaw:warmTimeoutSeconds": { value: "120" },
+            "kiloclaw:instanceTimeoutSeconds": { value: "120" },
+            "kiloclaw:internalApiKey": { value: INTERNAL_KEY, secret: true },
+            "kiloclaw:flyApiToken": { value: registry.token, secret: true },
+        });
+    });
+
+    after(async () => {
+        if (stack) await stack.destroy().catch(() => undefined);
+        await services?.close();
+        await registry?.stop();
+        if (work) fs.rmSync(work, { recursive: true, force: true });
+    });
+
+    it("1. up from nothing builds, pushes and provisions; the instance runs the built tag", async () => {
+        const up = await stack.up();
+        assert.equal(up.summary.result, "succeeded");
+        const tag = up.outputs.tag.value as string;
+        assert.match(tag, /^dev-[0-9a-f]{12}$/);
+        assert.match(up.outputs.imageRef.value as string, new RegExp(`^${registry.server}/${APP}:${tag}@sha256:[0-9a-f]{64}$`));
+        assert.equal(up.outputs.status.value, "running");
+        assert.match(fs.readFileSync(path.join(checkout, ".dev.vars"), "utf8"), new RegExp(`^FLY_IMAGE_TAG=${tag}$`, "m"));
+    });
+
+    it("2. preview --expect-no-changes passes, though the rollout rewrote .dev.vars and the worker .wrangler/state/", async () => {
+        // expectNoChanges makes the engine fail the preview on any planned change.
+        await stack.preview({ expectNoChanges: true });
+    });
+
+    it("3. a second up changes nothing", async () => {
+        const up = await stack.up();
+        const changes = Object.entries(up.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && (n ?? 0) > 0);
+        assert.deepEqual(changes, []);
+    });
+
+    it("4. a pin bump shows the image, smoke tests, push, warm machine, worker version and instance in preview --diff", async () => {
+        const dockerfile = path.join(checkout, "Dockerfile");
+        fs.writeFileSync(dockerfile, fs.readFileSync(dockerfile, "utf8").replace("openclaw@2026.2.9", "openclaw@2026.2.10"));
+        const ops: Array<{ type: string; urn: string; op: OpType }> = [];
+        await stack.preview({ diff: true, onEvent: collectOps(ops) });
+        const changed = (type: string) => ops.filter((o) => o.type === type && o.op !== "same");
+        for (const type of [RESOURCE_TYPES.dockerImage, RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance]) {
+            assert.ok(changed(type).length > 0, `${type} is not in the diff: ${JSON.stringify(ops)}`);
+        }
+        // Both commands: the smoke tests and the push.
+        assert.ok(changed(RESOURCE_TYPES.command).length >= 2, `smoke tests and push not both in the diff: ${JSON.stringify(ops)}`);
+    });
+
+    it("5. up converges on the bumped pin, and the next preview is a no-op", async () => {
+        const up = await stack.up();
+        assert.equal(up.summary.result, "succeeded");
+        assert.equal(up.outputs.openclawVersion.value, "2026.2.10");
+        await stack.preview({ expectNoChanges: true });
+    });
+
+    it("6. destroy leaves no instance, no machine and no container behind", async () => {
+        await stack.destroy();
+        assert.equal(services.worker.instance(USER), undefined);
+        const live = services.fly.machines().filter((m) => !["destroying", "destroyed"].includes(m.state));
+        assert.deepEqual(live.map((m) => m.id), []);
+        let left: string[] = ["?"];
+        for (let i = 0; i < 100 && left.length; i++) {
+            left = await containersWithLabel(`${EMULATOR_LABEL}=1`);
+            if (left.length) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.deepEqual(left, []);
+        const state = await stack.exportStack();
+        assert.deepEqual((state.deployment.resources ?? []).filter((r: { type: string }) => r.type !== "pulumi:pulumi:Stack"), []);
+    });
+});
