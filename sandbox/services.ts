@@ -1,6 +1,7 @@
 // The emulators a sandbox runs: the Fly Machines emulator in Docker mode (a
 // machine is a container pulled from the local registry) and the worker
 // emulator wired to it. Used by `npm run sandbox` and the end-to-end tests.
+import * as path from "node:path";
 import { FlyEmulator } from "./emulators/fly";
 import { WorkerEmulator } from "./emulators/worker";
 
@@ -30,6 +31,8 @@ export async function startSandboxServices(opts: SandboxServicesOptions): Promis
     const worker = await WorkerEmulator.start({
         port: opts.workerPort,
         devVarsPath: opts.devVarsPath,
+        // wrangler dev rewrites .wrangler/state/ beside the Dockerfile on every request.
+        kiloclawDir: path.dirname(opts.devVarsPath),
         flyApiUrl: fly.url,
         registryServer: opts.registryServer,
         // Stands in for the developer restarting `pnpm start` after .dev.vars changes.

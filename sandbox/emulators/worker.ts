@@ -5,6 +5,7 @@
 // It keeps one instance per user (the Durable Object) and drives the Fly Machines API over
 // HTTP, so it works against the Fly emulator exactly as the real worker works against Fly.
 import * as crypto from "node:crypto";
+import { touchWranglerState } from "../fixtures/checkout";
 import { readDevVars } from "./dev-vars-file";
 import { EmulatorServer, FaultRule, IncomingJson, JsonReply, RequestLogEntry } from "./server";
 import { FlyApiError, WorkerFlyClient } from "./worker-fly-client";
@@ -20,6 +21,8 @@ import {
 export interface WorkerEmulatorOptions {
     /** The worker's `.dev.vars`; read at start and on `restart()` only, like wrangler dev. */
     devVarsPath?: string;
+    /** The worker's directory: every request rewrites its `.wrangler/state/`, as wrangler dev's local persistence does. */
+    kiloclawDir?: string;
     /** Values layered over the file's (an `undefined` value hides a file key). */
     vars?: Record<string, string | undefined>;
     /** Fly Machines API base, e.g. the Fly emulator's `url` (with or without `/v1`). */
@@ -213,6 +216,7 @@ export class WorkerEmulator {
     // ---- request handling -------------------------------------------------
 
     private async handle(req: IncomingJson): Promise<JsonReply> {
+        if (this.opts.kiloclawDir) touchWranglerState(this.opts.kiloclawDir, `${req.method} ${req.path}`);
         if (this.opts.reloadDevVarsOnRequest) this.loadVars();
         // The real worker registers its .dev.vars version on every request, before routing.
         this.registerVersionIfNeeded();
