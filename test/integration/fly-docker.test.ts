@@ -142,6 +142,19 @@ describe("FlyEmulator in docker mode", function () {
         assert.deepEqual(exit?.request, { exit_event: { exit_code: 1 } });
     });
 
+    it("destroys an auto_destroy machine (restart no) whose container exits, removes the container, and answers 404", async () => {
+        fly = await FlyEmulator.start({ docker: { pull: "missing" }, msPerSecond: 100 });
+        const config = { image: EXITS_IMAGE, env: ENV, services: SERVICES, auto_destroy: true, restart: { policy: "no" } };
+        const id = (await call("POST", "/apps/warm/machines", { config })).body.id as string;
+        assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
+        // The container is removed in the background of the destroy.
+        for (let i = 0; i < 300 && (await containersFor(id)).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+        assert.deepEqual(await containersFor(id), []);
+        assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
+        const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=60`);
+        assert.equal(w.status, 408, "a wait for started on a destroyed machine answers at once");
+    });
+
     it("marks a machine failed when its image cannot be pulled", async () => {
         fly = await FlyEmulator.start({ docker: {} });
         const created = await call("POST", "/apps/warm/machines", { config: { image: "127.0.0.1:1/nothing-here:1", env: ENV, services: SERVICES } });
