@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ImageValidation } from "./components/ImageValidation";
 import { KiloclawImage } from "./components/KiloclawImage";
 import { LocalImages } from "./components/LocalImages";
+import { PrebuiltImage } from "./components/PrebuiltImage";
 import { RegistryPush } from "./components/RegistryPush";
 import { WarmMachine } from "./components/WarmMachine";
 import { WorkerImageVersion } from "./components/WorkerImageVersion";
@@ -74,8 +75,21 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         const localImages = new LocalImages("local-images", { images: [image.imageName, push.targetImage] }, { dependsOn: [push] });
         pushed = [push, localImages];
     } else {
-        imageRefOut = pulumi.output(source.imageRef);
+        // Pull the image and check its openclaw version before anything changes; pull exactly that digest afterwards.
+        const prebuilt = new PrebuiltImage(
+            "prebuilt",
+            {
+                imageRef: source.imageRef,
+                registryServer: config.registryServer,
+                expectedOpenclawVersion: config.openclawVersion,
+                versionSource: config.openclawPin === config.openclawVersion ? "the Dockerfile pin" : "kiloclaw:openclawVersion",
+            },
+            { dependsOn: verified },
+        );
+        imageRefOut = prebuilt.imageRef;
         imageTag = source.imageTag;
+        imageDigest = prebuilt.digest;
+        pushed = [prebuilt];
     }
 
     const warm = config.warm

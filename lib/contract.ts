@@ -10,6 +10,7 @@ export const RESOURCE_TYPES = {
     workerImageVersion: "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion",
     workerInstance: "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance",
     localImages: "pulumi-nodejs:dynamic/kiloclaw:LocalImages",
+    prebuiltImage: "pulumi-nodejs:dynamic/kiloclaw:PrebuiltImage",
 } as const;
 
 /** Component type tokens (`kiloclaw:index:X`). */
@@ -21,6 +22,7 @@ export const COMPONENT_TYPES = {
     workerImageVersion: "kiloclaw:index:WorkerImageVersion",
     workerInstance: "kiloclaw:index:WorkerInstance",
     localImages: "kiloclaw:index:LocalImages",
+    prebuiltImage: "kiloclaw:index:PrebuiltImage",
 } as const;
 
 /** The `module:type` every dynamic resource of this program registers under (`pulumi-nodejs:dynamic/<module>:<type>`). */
@@ -104,3 +106,21 @@ export interface LocalImagesInputs {
 }
 
 export type LocalImagesOutputs = LocalImagesInputs;
+
+/** Prebuilt mode: the image in the registry, checked before the rollout uses it. */
+export interface PrebuiltImageInputs {
+    /** `<registry>/<app>:<tag>` (kiloclaw:imageRef). */
+    imageRef: string;
+    registryServer: string;
+    /** The openclaw version the stack publishes: `openclaw --version` in the image must print it. */
+    expectedOpenclawVersion: string;
+    /** Where that version comes from (the Dockerfile pin or kiloclaw:openclawVersion), for the error message. */
+    versionSource: string;
+}
+
+export interface PrebuiltImageOutputs extends PrebuiltImageInputs {
+    /** The manifest digest that was pulled and checked, `sha256:…`. */
+    digest: string;
+    /** What `openclaw --version` printed in the image. */
+    openclawVersion: string;
+}

@@ -5,6 +5,8 @@ export function mockOutputs(type: string, inputs: Record<string, any>): Record<s
             return { repoDigest: `sha256:${"1".repeat(64)}`, imageName: inputs.imageName };
         case "command:local:Command":
             return { stdout: `pushed\nsha256:${"2".repeat(64)}`, stderr: "" };
+        case "pulumi-nodejs:dynamic/kiloclaw:PrebuiltImage":
+            return { digest: `sha256:${"3".repeat(64)}`, openclawVersion: inputs.expectedOpenclawVersion };
         case "pulumi-nodejs:dynamic/kiloclaw:WarmMachine":
             return { machineId: "0805459b00d908", waitTimeouts: 0 };
         case "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion":

@@ -139,7 +139,14 @@ describe("program modes and config errors", function () {
         const run = await runProgram({ config, secretKeys: Object.keys(SECRETS) });
         assert.equal(run.error, undefined, run.error);
         assert.ok(!run.resources.some((r) => r.type === "docker:index/image:Image" || r.type === "command:local:Command"));
-        assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine").inputs.image, "registry.fly.io/kiloclaw-dev:dev-teammate01");
+        // The image is pulled and its openclaw version checked first; the warm machine pulls the checked digest (mock-outputs.ts).
+        const check = find(run, "pulumi-nodejs:dynamic/kiloclaw:PrebuiltImage");
+        assert.equal(check.inputs.imageRef, imageRef);
+        assert.equal(check.inputs.expectedOpenclawVersion, "2026.2.9");
+        assert.equal(check.inputs.versionSource, "the Dockerfile pin");
+        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
+        assert.equal(warm.inputs.image, `${imageRef}@sha256:${"3".repeat(64)}`);
+        assert.ok(warm.dependencies.includes(check.urn), "the warm machine does not wait for the image check");
         assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance").inputs.imageTag, "dev-teammate01");
     });
 
