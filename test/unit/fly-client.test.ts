@@ -13,14 +13,8 @@ const APP = "kiloclaw-dev";
 const IMAGE = "registry.fly.io/kiloclaw-dev:dev-0123456789ab";
 const WARM_CONFIG = { image: IMAGE, auto_destroy: true, restart: { policy: "no" as const } };
 
-async function rejects(p: Promise<unknown>): Promise<Error> {
-    try {
-        await p;
-    } catch (err) {
-        return err as Error;
-    }
-    throw new Error("expected a rejection");
-}
+/** The error `p` rejects with; fails the test if it resolves. */
+const rejects = (p: Promise<unknown>): Promise<Error> => p.then(() => assert.fail("expected a rejection"), (err: Error) => err);
 
 describe("http.ts: retries by undici's RetryAgent", function () {
     this.timeout(30_000);
