@@ -84,10 +84,26 @@ export async function contextHashBenchmark(opts: ContextHashOptions): Promise<Be
         id: 2,
         title: `Build-input hashing (${count.toLocaleString("en-US")} files; the realistic checkout's tag)`,
         figures: [
-            { name: "hashBuildContext, median", value: ms(oursMedian), meaning: `lib/contextHash.ts over ${count} files (${(gen.result / 1024 / 1024).toFixed(1)} MiB) in nested dirs, ${opts.reps} run(s)` },
-            { name: "`tar c . | sha256sum`, median", value: ms(tarMedian), meaning: "the same tree through tar and sha256sum (run via bash), same runs" },
-            { name: "ratio hashBuildContext / tar", value: ratio(oursMedian / tarMedian), meaning: "above 1×: the in-process hash is slower than the shell pipeline" },
-            { name: "per file (hashBuildContext)", value: `${((oursMedian * 1000) / count).toFixed(1)} µs`, meaning: "median time divided by the file count" },
+            {
+                name: "hashBuildContext, median",
+                value: ms(oursMedian),
+                meaning: `lib/contextHash.ts over ${count} files (${(gen.result / 1024 / 1024).toFixed(1)} MiB) in nested dirs, ${opts.reps} run(s)`,
+            },
+            {
+                name: "`tar c . | sha256sum`, median",
+                value: ms(tarMedian),
+                meaning: "the same tree through tar and sha256sum (run via bash), same runs",
+            },
+            {
+                name: "ratio hashBuildContext / tar",
+                value: ratio(oursMedian / tarMedian),
+                meaning: "above 1×: the in-process hash is slower than the shell pipeline",
+            },
+            {
+                name: "per file (hashBuildContext)",
+                value: `${((oursMedian * 1000) / count).toFixed(1)} µs`,
+                meaning: "median time divided by the file count",
+            },
             {
                 name: "image tag of the realistic checkout, median",
                 value: ms(median(tagTimes)),

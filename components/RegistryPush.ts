@@ -48,7 +48,9 @@ export class RegistryPush extends pulumi.ComponentResource {
         this.digest = push.stdout.apply(pushedDigest);
         this.imageRef = pulumi.all([this.targetImage, this.digest, push.urn]).apply(([target, digest, urn]) => {
             if (!digest) {
-                throw new Error(`The push of ${target} printed no sha256 digest (scripts/push-image.sh): re-push with \`pulumi up --replace '${urn}'\`.`);
+                throw new Error(
+                    `The push of ${target} printed no sha256 digest (scripts/push-image.sh): re-push with \`pulumi up --replace '${urn}'\`.`,
+                );
             }
             return `${target}@${digest}`;
         });

@@ -69,7 +69,8 @@ export function checkPrebuiltImage(inputs: PrebuiltImageInputs): PrebuiltImageOu
         const digests = docker(["image", "inspect", "--format", "{{json .RepoDigests}}", inputs.imageRef], { timeoutMs: 30_000 });
         const repoDigest = (JSON.parse(digests.stdout || "[]") as string[]).find((d) => d.startsWith(`${repo}@`));
         const digest = repoDigest?.slice(repo.length + 1) ?? "";
-        if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new Error(`docker did not report a registry digest for ${inputs.imageRef} after pulling it.`);
+        if (!/^sha256:[0-9a-f]{64}$/.test(digest))
+            throw new Error(`docker did not report a registry digest for ${inputs.imageRef} after pulling it.`);
 
         const version = docker(["run", "--rm", "--platform", "linux/amd64", "--entrypoint", "openclaw", inputs.imageRef, "--version"], {
             timeoutMs: 120_000,

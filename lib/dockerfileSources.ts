@@ -99,7 +99,10 @@ function jsonForm(text: string, instruction: Instruction, escape: string): strin
         .filter((l, i) => i === 0 || !/^\s*#/.test(l)) // comment lines inside a continuation
         .map((l, i, all) => (i < all.length - 1 ? l.replace(continuation, "") : l))
         .join("");
-    const array = joined.replace(/^\s*\S+/, "").replace(/^(?:\s+--\S+)*/, "").trim();
+    const array = joined
+        .replace(/^\s*\S+/, "")
+        .replace(/^(?:\s+--\S+)*/, "")
+        .trim();
     if (!array.startsWith("[")) return undefined;
     try {
         const parsed: unknown = JSON.parse(array);

@@ -32,7 +32,7 @@ function requiredPlugins(): Array<{ name: string; version: string }> {
 function missingPluginsReason(): string | undefined {
     const ls = spawnSync("pulumi", ["plugin", "ls", "--json"], { encoding: "utf8" });
     if (ls.error || ls.status !== 0) {
-        throw new Error("No pulumi CLI on PATH: install one, or `export PATH=\"$(bash bootstrap/install-pulumi.sh | tail -1):$PATH\"`.");
+        throw new Error('No pulumi CLI on PATH: install one, or `export PATH="$(bash bootstrap/install-pulumi.sh | tail -1):$PATH"`.');
     }
     const installed: Array<{ name: string; kind: string; version: string }> = JSON.parse(ls.stdout || "[]") ?? [];
     const missing = requiredPlugins().filter((p) => !installed.some((i) => i.kind === "resource" && i.name === p.name && i.version === p.version));
@@ -80,7 +80,11 @@ describe("build mode under the engine", function () {
                 "",
             ].join("\n"),
         );
-        services = await startSandboxServices({ registryServer: registry.server, token: registry.token, devVarsPath: path.join(checkout, ".dev.vars") });
+        services = await startSandboxServices({
+            registryServer: registry.server,
+            token: registry.token,
+            devVarsPath: path.join(checkout, ".dev.vars"),
+        });
 
         // A project in the temp dir whose program is this repository: no stack files in the repo.
         const project = path.join(work, "project");
@@ -151,7 +155,12 @@ describe("build mode under the engine", function () {
         const ops: Array<{ type: string; urn: string; op: OpType }> = [];
         await stack.preview({ diff: true, onEvent: collectOps(ops) });
         const changed = (type: string) => ops.filter((o) => o.type === type && o.op !== "same");
-        for (const type of [RESOURCE_TYPES.dockerImage, RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance]) {
+        for (const type of [
+            RESOURCE_TYPES.dockerImage,
+            RESOURCE_TYPES.warmMachine,
+            RESOURCE_TYPES.workerImageVersion,
+            RESOURCE_TYPES.workerInstance,
+        ]) {
             assert.ok(changed(type).length > 0, `${type} is not in the diff: ${JSON.stringify(ops)}`);
         }
         // Both commands: the smoke tests and the push.
@@ -169,7 +178,10 @@ describe("build mode under the engine", function () {
         await stack.destroy();
         assert.equal(services.worker.instance(USER), undefined);
         const live = services.fly.machines().filter((m) => !["destroying", "destroyed"].includes(m.state));
-        assert.deepEqual(live.map((m) => m.id), []);
+        assert.deepEqual(
+            live.map((m) => m.id),
+            [],
+        );
         let left: string[] = ["?"];
         for (let i = 0; i < 100 && left.length; i++) {
             left = await containersWithLabel(`${EMULATOR_LABEL}=1`);
@@ -177,6 +189,9 @@ describe("build mode under the engine", function () {
         }
         assert.deepEqual(left, []);
         const state = await stack.exportStack();
-        assert.deepEqual((state.deployment.resources ?? []).filter((r: { type: string }) => r.type !== "pulumi:pulumi:Stack"), []);
+        assert.deepEqual(
+            (state.deployment.resources ?? []).filter((r: { type: string }) => r.type !== "pulumi:pulumi:Stack"),
+            [],
+        );
     });
 });

@@ -6,7 +6,7 @@ import * as os from "node:os";
 import { randomBytes } from "node:crypto";
 import { assertDockerRunning, buildFixture, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
 import { fakeCheckout, findResource, runProgram, unwrapSecrets } from "../program-harness";
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
 
 const USER = "user-prebuilt";
@@ -78,11 +78,14 @@ describe("prebuilt image check (real Docker and registry)", function () {
 
     it("stops on an openclaw version the stack would not publish, naming both and the fix", async () => {
         const p = await provider(registry.token);
-        await assert.rejects(p.create({ ...inputs, expectedOpenclawVersion: "2026.2.10", versionSource: "kiloclaw:openclawVersion" }), (err: Error) => {
-            assert.match(err.message, /runs openclaw 2026\.2\.9, but this stack would publish 2026\.2\.10 \(kiloclaw:openclawVersion\)/);
-            assert.match(err.message, /pulumi config set kiloclaw:openclawVersion 2026\.2\.9/);
-            return true;
-        });
+        await assert.rejects(
+            p.create({ ...inputs, expectedOpenclawVersion: "2026.2.10", versionSource: "kiloclaw:openclawVersion" }),
+            (err: Error) => {
+                assert.match(err.message, /runs openclaw 2026\.2\.9, but this stack would publish 2026\.2\.10 \(kiloclaw:openclawVersion\)/);
+                assert.match(err.message, /pulumi config set kiloclaw:openclawVersion 2026\.2\.9/);
+                return true;
+            },
+        );
         assert.notEqual((await run("docker", ["image", "inspect", ref])).code, 0);
     });
 

@@ -91,7 +91,8 @@ describe("convergence on a realistic kiloclaw checkout", function () {
     const run = () => runProgram({ config, secretKeys: ["kiloclaw:flyApiToken", "kiloclaw:kilocodeApiKey"], stack: "alice" });
 
     /** The directory docker.Image was given as its build context in a run. */
-    const imageContext = (r: ProgramRun): string => (unwrapSecrets(findResource(r, RESOURCE_TYPES.dockerImage).inputs).build as { context: string }).context;
+    const imageContext = (r: ProgramRun): string =>
+        (unwrapSecrets(findResource(r, RESOURCE_TYPES.dockerImage).inputs).build as { context: string }).context;
 
     /** What `pulumi up` does to the checkout after the program ran: the real provider points the worker at the tag. */
     async function applyRollout(r: ProgramRun): Promise<void> {
@@ -149,16 +150,21 @@ describe("convergence on a realistic kiloclaw checkout", function () {
 
     it("gives docker a context of only the image's files, outside the checkout", () => {
         assert.ok(!contextDir.startsWith(kiloclawDir), `${contextDir} is inside the checkout`);
-        assert.deepEqual(Object.keys(firstContext).filter((f) => !f.endsWith("/")).sort(), [
-            "Dockerfile",
-            "controller/package.json",
-            "controller/src/index.js",
-            "openclaw-device-pairing-list.js",
-            "openclaw-pairing-list.js",
-            "skills/gateway-debug/SKILL.md",
-            "skills/kilo-setup/SKILL.md",
-            "start-openclaw.sh",
-        ]);
+        assert.deepEqual(
+            Object.keys(firstContext)
+                .filter((f) => !f.endsWith("/"))
+                .sort(),
+            [
+                "Dockerfile",
+                "controller/package.json",
+                "controller/src/index.js",
+                "openclaw-device-pairing-list.js",
+                "openclaw-pairing-list.js",
+                "skills/gateway-debug/SKILL.md",
+                "skills/kilo-setup/SKILL.md",
+                "start-openclaw.sh",
+            ],
+        );
     });
 
     it("asks for nothing on the run after a rollout, though .dev.vars and .wrangler/state/ changed", async () => {

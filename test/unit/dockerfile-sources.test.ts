@@ -134,12 +134,18 @@ describe("consumed files", () => {
 
     it("fails on a missing source, naming the Dockerfile line and the fix", () => {
         const dir = tempContext({ Dockerfile: "FROM base\n\nCOPY present.sh /x/\nCOPY missing.sh /x/\nCOPY *.nothing /y/\n", "present.sh": "p" });
-        assert.throws(() => consumedInputs(dir), (err: Error) => {
-            assert.match(err.message, new RegExp(`${path.join(dir, "Dockerfile")}:4: COPY source "missing.sh" does not exist in the build context`));
-            assert.match(err.message, /Dockerfile:5: COPY source "\*\.nothing" matches no file/);
-            assert.match(err.message, /Fix the path on that line/);
-            return true;
-        });
+        assert.throws(
+            () => consumedInputs(dir),
+            (err: Error) => {
+                assert.match(
+                    err.message,
+                    new RegExp(`${path.join(dir, "Dockerfile")}:4: COPY source "missing.sh" does not exist in the build context`),
+                );
+                assert.match(err.message, /Dockerfile:5: COPY source "\*\.nothing" matches no file/);
+                assert.match(err.message, /Fix the path on that line/);
+                return true;
+            },
+        );
     });
 
     it("fails on a source that .dockerignore excludes, saying so", () => {

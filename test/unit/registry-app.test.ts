@@ -29,12 +29,15 @@ describe("registry app", () => {
     });
 
     it("rejects a kiloclaw:registryApp that disagrees, naming the key to change", () => {
-        assert.throws(() => settings("FLY_REGISTRY_APP=kiloclaw-dev\n", "kiloclaw-other"), (err: Error) => {
-            assert.match(err.message, /kiloclaw:registryApp is "kiloclaw-other" but the worker pulls from "kiloclaw-dev" \(FLY_REGISTRY_APP in /);
-            assert.match(err.message, /`pulumi config rm kiloclaw:registryApp`/);
-            assert.match(err.message, /FLY_REGISTRY_APP=kiloclaw-other/);
-            return true;
-        });
+        assert.throws(
+            () => settings("FLY_REGISTRY_APP=kiloclaw-dev\n", "kiloclaw-other"),
+            (err: Error) => {
+                assert.match(err.message, /kiloclaw:registryApp is "kiloclaw-other" but the worker pulls from "kiloclaw-dev" \(FLY_REGISTRY_APP in /);
+                assert.match(err.message, /`pulumi config rm kiloclaw:registryApp`/);
+                assert.match(err.message, /FLY_REGISTRY_APP=kiloclaw-other/);
+                return true;
+            },
+        );
         assert.throws(() => settings("INTERNAL_API_SECRET=k\n", "kiloclaw-dev"), /worker pulls from "kiloclaw-machines" \(the worker's default/);
     });
 });
