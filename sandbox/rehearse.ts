@@ -37,6 +37,11 @@ const localImages = () =>
 
 /** Docker, then the sandbox; an image the sandbox's start adds (the fixture base image) counts as made by the rehearsal. */
 async function startDockerAndSandbox(): Promise<SandboxState> {
+    // A Debian machine (root) gets the engine, registry and fixture tools, as `npm run test:all` does; a no-op when present.
+    if (process.getuid?.() === 0 && spawnSync("sh", ["-c", "command -v apt-get"], { stdio: "ignore" }).status === 0) {
+        const deps = spawnSync("bash", [scriptPath("ci-deps.sh")], { stdio: "inherit" });
+        if (deps.status !== 0) throw new Error("Installing Docker and the registry failed (output above): see bootstrap/ci-deps.sh.");
+    }
     const r = spawnSync("bash", [scriptPath("start-docker.sh")], { stdio: "inherit", env: { ...process.env, SKIP_FIXTURE_BASE: "1" } });
     if (r.status !== 0) throw new Error("Docker is not running and could not be started (output above): start it, then `npm run rehearse` again.");
     const before = new Set(localImages());
