@@ -34,6 +34,7 @@ export class ImageValidation extends pulumi.ComponentResource {
 
     constructor(name: string, args: ImageValidationArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:ImageValidation", name, {}, opts);
+        const expectedNode = pulumi.output(args.expectedNodeVersion).apply((v) => v ?? "");
         const smoke = new command.local.Command(
             `${name}-smoke`,
             {
@@ -42,11 +43,11 @@ export class ImageValidation extends pulumi.ComponentResource {
                 environment: {
                     IMAGE: args.image,
                     EXPECTED_OPENCLAW_VERSION: args.expectedOpenclawVersion,
-                    EXPECTED_NODE_VERSION: pulumi.output(args.expectedNodeVersion).apply((v) => v ?? ""),
+                    EXPECTED_NODE_VERSION: expectedNode,
                     STARTUP_DEADLINE_SECONDS: pulumi.output(args.startupDeadlineSeconds ?? 60).apply(String),
                     GATEWAY_DEADLINE_SECONDS: pulumi.output(args.gatewayDeadlineSeconds ?? 90).apply(String),
                 },
-                triggers: [args.imageId, args.expectedOpenclawVersion, pulumi.output(args.expectedNodeVersion).apply((v) => v ?? "")],
+                triggers: [args.imageId, args.expectedOpenclawVersion, expectedNode],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -204,12 +204,6 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     const at = () => Date.now() - started;
     const { image } = opts;
 
-    const [inspected, info] = await Promise.all([docker(["image", "inspect", image]), docker(["info", "--format", "{{.Architecture}}"])]);
-    if (info.code !== 0) throw new ValidationSetupError("Docker is not running: run bootstrap/start-docker.sh (or start Docker Desktop).");
-    if (inspected.code !== 0) throw new ValidationSetupError(`image '${image}' is not in the local Docker engine; build it first.`);
-    const facts = (JSON.parse(inspected.stdout) as ImageFacts[])[0];
-    const engine = engineFacts(info.stdout.trim(), facts.Os, facts.Architecture, opts.startupDeadlineSeconds ?? 60, opts.gatewayDeadlineSeconds ?? 90);
-
     const abort = new AbortController();
     const onOuterAbort = () => abort.abort();
     opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
@@ -223,6 +217,25 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         containers.push(`${prefix}-${suffix}`);
         return ["run", "--name", `${prefix}-${suffix}`, ...labels, ...extra];
     };
+
+    // The gateway's boot is the critical path: its container starts first, while the engine and the image are
+    // looked at. (--pull never: an image that is not in the engine fails here instead of being pulled.)
+    const gatewayContainer = `${prefix}-gateway`;
+    const launchedAt = at();
+    const launch = docker(
+        [...runArgs("gateway", ["-d", "--pull", "never", "-p", `127.0.0.1::${GATEWAY_PORT}`, ...env(["KILOCODE_API_KEY", "OPENCLAW_GATEWAY_TOKEN"]), image])],
+        { signal },
+    );
+    const [inspected, info] = await Promise.all([docker(["image", "inspect", image]), docker(["info", "--format", "{{.Architecture}}"])]);
+    if (info.code !== 0 || inspected.code !== 0) {
+        await launch;
+        await docker(["rm", "-f", "-v", ...containers]);
+        opts.signal?.removeEventListener("abort", onOuterAbort);
+        if (info.code !== 0) throw new ValidationSetupError("Docker is not running: run bootstrap/start-docker.sh (or start Docker Desktop).");
+        throw new ValidationSetupError(`image '${image}' is not in the local Docker engine; build it first.`);
+    }
+    const facts = (JSON.parse(inspected.stdout) as ImageFacts[])[0];
+    const engine = engineFacts(info.stdout.trim(), facts.Os, facts.Architecture, opts.startupDeadlineSeconds ?? 60, opts.gatewayDeadlineSeconds ?? 90);
 
     const checks = new Map<CheckName, CheckResult>();
     let firstFailure: CheckName | undefined;
@@ -250,7 +263,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const [tools, lines] = await Promise.all([needsTools ? toolsInImage() : new Set<string>(), details]);
         finish(name, "failed", summary, lines, nextSteps(name, { image, tools, engine, expectedOpenclawVersion: opts.expectedOpenclawVersion }));
     };
-    /** The last log lines of a container, stdout and stderr in the order they were written. */
+    /** The last log lines of a container, stdout and stderr merged by the engine's timestamps (lines written within
+     *  microseconds of each other on the two streams may still swap). */
     const logTail = async (container: string) => {
         const r = await docker(["logs", "--timestamps", "--tail", "30", container]);
         const stamped = r.combined.split(/\r?\n/).filter((l) => l !== "");
@@ -327,12 +341,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     let gatewayUrl: string | undefined;
     let runtimeConfig: ValidationReport["runtimeConfig"];
     const gateway = async () => {
-        const name = `${prefix}-gateway`;
-        const launchedAt = at();
-        const run = await docker(
-            [...runArgs("gateway", ["-d", "-p", `127.0.0.1::${GATEWAY_PORT}`, ...env(["KILOCODE_API_KEY", "OPENCLAW_GATEWAY_TOKEN"]), image])],
-            { signal },
-        );
+        const name = gatewayContainer;
+        const run = await launch;
         launched();
         if (run.aborted) return;
         if (run.code !== 0) return failWithSteps("startup", "docker run failed", tail(run.combined));
@@ -379,7 +389,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
                     logTail(name),
                 );
             }
-            await Promise.race([sleep(100, signal), waiting]);
+            await Promise.race([sleep(50, signal), waiting]);
         }
         finish("gateway", "passed", `HTTP ${status} on ${gatewayUrl} ${seconds(at() - launchedAt)} after docker run`);
 
@@ -407,8 +417,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         );
     };
 
-    // The long-running container starts first (the gateway's boot is the critical path); the short checks
-    // start as soon as its `docker run -d` returned, so they do not slow its start on a small machine.
+    // The short checks start as soon as the long-running container's `docker run -d` returned, so they do not
+    // slow its start on a small machine.
     let launched!: () => void;
     const afterLaunch = new Promise<void>((resolve) => (launched = resolve));
     const short = (check: () => Promise<void>) => afterLaunch.then(check);
