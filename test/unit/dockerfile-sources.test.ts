@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { hashBuildContext, imageTagForContext } from "../../lib/contextHash";
 import { consumedInputs, parseDockerfileInputs } from "../../lib/dockerfileSources";
+import { stageBuildContext } from "../../lib/stagedContext";
 import { materializeCheckout, touchWranglerState } from "../../sandbox/fixtures/checkout";
 import { scratchDir } from "../scratch";
 
@@ -226,5 +227,80 @@ describe("image tag", () => {
             fs.writeFileSync(dockerfile, fs.readFileSync(dockerfile, "utf8").replace("openclaw@2026.2.9", "openclaw@2026.2.10"));
             assert.notEqual(imageTagForContext(dir), tag);
         });
+    });
+});
+
+describe("staged build context", () => {
+    let root: string;
+    let checkout: string;
+    beforeEach(() => {
+        root = path.join(scratchDir("kiloclaw-contexts-"), "contexts");
+        checkout = materializeCheckout(path.join(scratchDir("kiloclaw-checkout-"), "kiloclaw"));
+    });
+
+    /** path → mode and content of every entry under `dir`. */
+    const listing = (dir: string): Record<string, string> => {
+        const out: Record<string, string> = {};
+        const walk = (rel: string) => {
+            for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+                const r = path.posix.join(rel, e.name);
+                const stat = fs.lstatSync(path.join(dir, r));
+                out[r] = `${(stat.mode & 0o7777).toString(8)} ${e.isDirectory() ? "dir" : fs.readFileSync(path.join(dir, r), "utf8")}`;
+                if (e.isDirectory()) walk(r);
+            }
+        };
+        walk("");
+        return out;
+    };
+
+    it("holds only the consumed files and the Dockerfile, under the tag, with their permission bits", () => {
+        const staged = stageBuildContext(checkout, "Dockerfile", {}, root);
+        assert.equal(staged.dir, path.join(root, imageTagForContext(checkout)));
+        const entries = listing(staged.dir);
+        const files = Object.keys(entries).filter((f) => !entries[f].endsWith(" dir"));
+        assert.deepEqual(files.sort(), [
+            "Dockerfile",
+            "controller/package.json",
+            "controller/src/index.js",
+            "openclaw-device-pairing-list.js",
+            "openclaw-pairing-list.js",
+            "skills/gateway-debug/SKILL.md",
+            "skills/kilo-setup/SKILL.md",
+            "start-openclaw.sh",
+        ]);
+        assert.equal(
+            fs.statSync(path.join(staged.dir, "start-openclaw.sh")).mode & 0o777,
+            fs.statSync(path.join(checkout, "start-openclaw.sh")).mode & 0o777,
+        );
+    });
+
+    it("is the same directory with the same files for the same inputs, and restages a hand-edited copy", () => {
+        const first = stageBuildContext(checkout, "Dockerfile", {}, root);
+        const before = listing(first.dir);
+        fs.writeFileSync(path.join(checkout, ".dev.vars"), "FLY_IMAGE_TAG=dev-other\n");
+        const second = stageBuildContext(checkout, "Dockerfile", {}, root);
+        assert.equal(second.dir, first.dir);
+        assert.deepEqual(listing(second.dir), before);
+        fs.appendFileSync(path.join(first.dir, "start-openclaw.sh"), "# edited in the cache\n");
+        assert.deepEqual(listing(stageBuildContext(checkout, "Dockerfile", {}, root).dir), before);
+    });
+
+    it("leaves no half-staged directory behind when copying fails", () => {
+        // The CommonJS module object (the `import * as` namespace is read-only): what lib/stagedContext.ts calls.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const nodeFs: typeof fs = require("node:fs");
+        const copy = nodeFs.copyFileSync;
+        let calls = 0;
+        nodeFs.copyFileSync = (...args: Parameters<typeof fs.copyFileSync>) => {
+            if (++calls === 3) throw new Error("disk full (simulated)");
+            return copy(...args);
+        };
+        try {
+            assert.throws(() => stageBuildContext(checkout, "Dockerfile", {}, root), /disk full/);
+        } finally {
+            nodeFs.copyFileSync = copy;
+        }
+        assert.equal(calls, 3, "the simulated failure did not happen");
+        assert.deepEqual(fs.readdirSync(root), []);
     });
 });
