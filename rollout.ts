@@ -96,11 +96,9 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         ? new WarmMachine(
               "warm",
               {
-                  flyApiUrl: config.flyApiUrl,
                   appName: config.registryApp,
                   region: config.region,
                   image: imageRefOut,
-                  flyApiToken: secrets.flyApiToken,
                   owner: `${pulumi.getProject()}.${pulumi.getStack()}`,
                   timeoutSeconds: config.warmTimeoutSeconds,
               },
@@ -119,8 +117,6 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
             registryServer: config.registryServer,
             registryApp: config.registryApp,
             workerRegistryApp: config.workerRegistryApp,
-            workerUrl: config.workerUrl,
-            internalApiKey: secrets.internalApiKey,
             publish: config.publishImageVersion,
             workerSettings: config.workerSettings,
             envLocalKeys: config.envLocalKeys,
@@ -131,13 +127,13 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     const instance = new WorkerInstance(
         "instance",
         {
-            workerUrl: config.workerUrl,
             userId: config.userId,
             imageTag,
+            // The worker starts machines on `<registry>/<app>:<tag>`; the digest (pinned by warm/push) is not in that reference.
+            imageRef: imageRefOut.apply((ref) => ref.split("@")[0]),
             openclawVersion: config.openclawVersion,
             region: config.region,
             kilocodeApiKey: secrets.kilocodeApiKey,
-            internalApiKey: secrets.internalApiKey,
             expectedFlyAppName: config.flyAppName,
             timeoutSeconds: config.instanceTimeoutSeconds,
         },

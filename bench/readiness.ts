@@ -8,6 +8,7 @@ import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvi
 import { FlyEmulatorOptions } from "../sandbox/emulators/fly";
 import { RequestLogEntry } from "../sandbox/emulators/server";
 import { closeStage, instanceInputs, REGISTRY_APP, startStage, TAG, VERSION, warmInputs } from "../sandbox/stage";
+import { WorkerProfileName } from "../sandbox/emulators/worker-profiles";
 import { onCleanup, withCleanup } from "./cleanup";
 import { BenchResult, Figure, ms, Table } from "./report";
 
@@ -88,7 +89,7 @@ interface WorkerScenario {
 
 interface WorkerScenarioOptions {
     label: string;
-    autoStart: boolean;
+    profile: WorkerProfileName;
     pollMs?: number;
     /** Fly's first wait answers 408 (as a pull longer than the worker's 60 s wait would). */
     firstWait408?: boolean;
@@ -98,7 +99,7 @@ async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario>
     return withCleanup(async () => {
         const stage = await startStage({
             fly: { msPerSecond: 1000, firstPullDelayMs: o.firstWait408 ? LONG_PULL_MS : PULL_MS },
-            worker: { autoStart: o.autoStart },
+            worker: { profile: o.profile },
             // The worker already tracks the tag, so the instance comes up on it.
             devVars: { FLY_IMAGE_TAG: TAG, OPENCLAW_VERSION: VERSION },
         });
@@ -150,9 +151,9 @@ export async function readinessBenchmark(): Promise<BenchResult> {
 
     const workerRuns: WorkerScenario[] = [];
     for (const pollMs of [undefined, 250]) {
-        workerRuns.push(await workerScenario({ label: "current worker (provision starts and waits)", autoStart: true, pollMs }));
-        workerRuns.push(await workerScenario({ label: "older worker (provisioned, then /start)", autoStart: false, pollMs }));
-        workerRuns.push(await workerScenario({ label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`, autoStart: true, pollMs, firstWait408: true }));
+        workerRuns.push(await workerScenario({ label: "current worker (provision starts and waits)", profile: "current", pollMs }));
+        workerRuns.push(await workerScenario({ label: "early worker (provisioned, then /start)", profile: "early", pollMs }));
+        workerRuns.push(await workerScenario({ label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`, profile: "current", pollMs, firstWait408: true }));
     }
 
     const [flyDefault, flyShort] = flyRuns;

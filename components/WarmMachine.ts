@@ -1,14 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
-import { warmMachineProvider } from "../dynamic-providers/warmMachineProvider";
+import { warmMachineProvider, WarmMachineInputs } from "../dynamic-providers/warmMachineProvider";
+import { COMPONENT_TYPES, DYNAMIC_MODULE } from "../lib/contract";
 
+/** Fly's URL and token are not args: the provider reads them from the stack config each time it runs. */
 export interface WarmMachineArgs {
-    flyApiUrl: pulumi.Input<string>;
-    /** The Fly app whose registry holds the image (the runbook warms in FLY_APP_NAME's app). */
+    /** The Fly app whose registry holds the image (the runbook warms in the worker's registry app). */
     appName: pulumi.Input<string>;
     region: pulumi.Input<string>;
-    /** The pushed image, `<registry>/<app>:<tag>`. */
+    /** The pushed image, `<registry>/<app>:<tag>[@digest]`. */
     image: pulumi.Input<string>;
-    flyApiToken: pulumi.Input<string>;
     /** Marks the machine so a crashed run's leftover is found and removed (the stack's name). */
     owner: pulumi.Input<string>;
     timeoutSeconds?: pulumi.Input<number>;
@@ -16,12 +16,14 @@ export interface WarmMachineArgs {
     waitSeconds?: pulumi.Input<number>;
 }
 
+type WarmMachineProps = { [K in keyof WarmMachineInputs]: pulumi.Input<WarmMachineInputs[K]> };
+
 class WarmMachineResource extends pulumi.dynamic.Resource {
     public readonly machineId!: pulumi.Output<string>;
     public readonly waitTimeouts!: pulumi.Output<number>;
 
-    constructor(name: string, props: Record<string, pulumi.Input<unknown>>, opts: pulumi.CustomResourceOptions) {
-        super(warmMachineProvider, name, { machineId: undefined, waitTimeouts: undefined, ...props }, opts, "kiloclaw", "WarmMachine");
+    constructor(name: string, props: WarmMachineProps, opts: pulumi.CustomResourceOptions) {
+        super(warmMachineProvider, name, { machineId: undefined, waitTimeouts: undefined, ...props }, opts, DYNAMIC_MODULE, "WarmMachine");
     }
 }
 
@@ -33,22 +35,20 @@ export class WarmMachine extends pulumi.ComponentResource {
     public readonly waitTimeouts: pulumi.Output<number>;
 
     constructor(name: string, args: WarmMachineArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("kiloclaw:index:WarmMachine", name, {}, opts);
+        super(COMPONENT_TYPES.warmMachine, name, {}, opts);
         const machine = new WarmMachineResource(
             `${name}-machine`,
             {
-                flyApiUrl: args.flyApiUrl,
                 appName: args.appName,
                 region: args.region,
                 image: args.image,
                 // The runbook's placeholder: the image pulls and starts, no real key is exposed.
                 env: { KILOCODE_API_KEY: "warm" },
-                flyApiToken: pulumi.secret(args.flyApiToken),
                 owner: args.owner,
                 timeoutSeconds: args.timeoutSeconds ?? 300,
                 waitSeconds: args.waitSeconds ?? 60,
             },
-            { parent: this, dependsOn: opts?.dependsOn, additionalSecretOutputs: ["flyApiToken"] },
+            { parent: this, dependsOn: opts?.dependsOn },
         );
         this.machineId = machine.machineId;
         this.waitTimeouts = machine.waitTimeouts;

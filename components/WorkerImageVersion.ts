@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { workerImageVersionProvider } from "../dynamic-providers/workerImageVersionProvider";
+import { COMPONENT_TYPES, DYNAMIC_MODULE, WorkerImageVersionFacts } from "../lib/contract";
 
+/** The worker's URL and key are not args: the provider reads them from the stack config each time it runs. */
 export interface WorkerImageVersionArgs {
     /** cloud/kiloclaw/.dev.vars */
     devVarsPath: pulumi.Input<string>;
@@ -14,8 +16,6 @@ export interface WorkerImageVersionArgs {
     registryApp: pulumi.Input<string>;
     /** Where the worker pulls from (FLY_REGISTRY_APP ?? FLY_APP_NAME ?? kiloclaw-machines). */
     workerRegistryApp: pulumi.Input<string>;
-    workerUrl: pulumi.Input<string>;
-    internalApiKey: pulumi.Input<string>;
     /** Call publish-image-version on workers that have it. */
     publish?: pulumi.Input<boolean>;
     /** Non-secret worker settings from .dev.vars, for the policy pack. */
@@ -28,12 +28,18 @@ class WorkerImageVersionResource extends pulumi.dynamic.Resource {
     public readonly previousImageTag!: pulumi.Output<string | null>;
     public readonly published!: pulumi.Output<string>;
 
-    constructor(name: string, props: Record<string, pulumi.Input<unknown>>, opts: pulumi.CustomResourceOptions) {
-        super(workerImageVersionProvider, name, { previousImageTag: undefined, published: undefined, ...props }, opts, "kiloclaw", "WorkerImageVersion");
+    constructor(name: string, props: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
+        super(workerImageVersionProvider, name, { previousImageTag: undefined, published: undefined, ...props }, opts, DYNAMIC_MODULE, "WorkerImageVersion");
     }
 }
 
-/** Points the worker at the new tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in .dev.vars, and publish-image-version. */
+type FactInputs = { [K in keyof WorkerImageVersionFacts]: pulumi.Input<WorkerImageVersionFacts[K]> };
+
+/**
+ * Points the worker at the new tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in .dev.vars, and publish-image-version.
+ * The facts only the policy pack reads are this component's own props (WorkerImageVersionFacts): the provider
+ * never sees them, so editing them causes no provider work.
+ */
 export class WorkerImageVersion extends pulumi.ComponentResource {
     public readonly imageTag: pulumi.Output<string>;
     /** The tag .dev.vars named before this rollout. */
@@ -42,7 +48,17 @@ export class WorkerImageVersion extends pulumi.ComponentResource {
     public readonly published: pulumi.Output<string>;
 
     constructor(name: string, args: WorkerImageVersionArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("kiloclaw:index:WorkerImageVersion", name, {}, opts);
+        const facts: FactInputs = {
+            imageTag: args.imageTag,
+            openclawVersion: args.openclawVersion,
+            openclawPin: args.openclawPin,
+            registryServer: args.registryServer,
+            registryApp: args.registryApp,
+            workerRegistryApp: args.workerRegistryApp,
+            workerSettings: args.workerSettings ?? {},
+            envLocalKeys: args.envLocalKeys ?? [],
+        };
+        super(COMPONENT_TYPES.workerImageVersion, name, facts, opts);
         const version = new WorkerImageVersionResource(
             `${name}-dev-vars`,
             {
@@ -50,21 +66,14 @@ export class WorkerImageVersion extends pulumi.ComponentResource {
                 imageTag: args.imageTag,
                 imageDigest: args.imageDigest,
                 openclawVersion: args.openclawVersion,
-                openclawPin: args.openclawPin,
-                registryServer: args.registryServer,
-                registryApp: args.registryApp,
-                workerRegistryApp: args.workerRegistryApp,
-                workerUrl: args.workerUrl,
-                internalApiKey: pulumi.secret(args.internalApiKey),
                 publish: args.publish ?? true,
-                workerSettings: args.workerSettings ?? {},
-                envLocalKeys: args.envLocalKeys ?? [],
             },
-            { parent: this, dependsOn: opts?.dependsOn, additionalSecretOutputs: ["internalApiKey"] },
+            { parent: this, dependsOn: opts?.dependsOn },
         );
         this.imageTag = pulumi.output(args.imageTag);
         this.previousImageTag = version.previousImageTag;
         this.published = version.published;
-        this.registerOutputs({ imageTag: this.imageTag, previousImageTag: this.previousImageTag, published: this.published });
+        // Stack policies read a component's outputs: the facts go there too, under the same names.
+        this.registerOutputs({ ...facts, imageTag: this.imageTag, previousImageTag: this.previousImageTag, published: this.published });
     }
 }

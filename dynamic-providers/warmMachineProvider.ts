@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { WarmMachineInputs, WarmMachineOutputs } from "../lib/contract";
 import * as fly from "./flyMachinesClient";
+import { configureFromStack, stackAccess } from "./settings";
 
 // The props live in the shared contract (lib/contract.ts).
 export type { WarmMachineInputs, WarmMachineOutputs };
@@ -11,24 +12,26 @@ export type { WarmMachineInputs, WarmMachineOutputs };
 /** Metadata key marking warm machines as ours. */
 export const WARM_OWNER_KEY = "kiloclaw_rollout_warm";
 
-const REPLACE_ON = ["flyApiUrl", "appName", "region", "image", "env", "owner"] as const;
+const REPLACE_ON = ["appName", "region", "image", "env", "owner"] as const;
 
-function api(props: { flyApiUrl: string; flyApiToken: string }): fly.FlyApi {
-    return { baseUrl: props.flyApiUrl, token: props.flyApiToken };
+/** Fly's URL and token as the stack config says today (never from the state: a rotated token must work for delete too). */
+function api(): fly.FlyApi {
+    const access = stackAccess();
+    return { baseUrl: access.flyApiUrl, token: access.flyApiToken };
 }
 
 /** Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup. */
 async function removeLeftovers(props: WarmMachineInputs, keep?: string): Promise<number> {
-    const listed = await fly.listMachines(api(props), props.appName, { [WARM_OWNER_KEY]: props.owner });
+    const listed = await fly.listMachines(api(), props.appName, { [WARM_OWNER_KEY]: props.owner });
     const leftovers = listed.filter((m) => m.id !== keep && m.state !== "destroyed" && m.state !== "destroying");
-    for (const m of leftovers) await fly.destroyMachine(api(props), props.appName, m.id);
+    for (const m of leftovers) await fly.destroyMachine(api(), props.appName, m.id);
     return leftovers.length;
 }
 
 async function destroyAndConfirm(props: WarmMachineInputs, id: string): Promise<void> {
-    await fly.destroyMachine(api(props), props.appName, id);
-    if (!(await fly.waitForDestroyed(api(props), props.appName, id, 30))) {
-        const m = await fly.getMachine(api(props), props.appName, id);
+    await fly.destroyMachine(api(), props.appName, id);
+    if (!(await fly.waitForDestroyed(api(), props.appName, id, 30))) {
+        const m = await fly.getMachine(api(), props.appName, id);
         throw new Error(`machine ${id} is still ${m?.state} after destroy`);
     }
 }
@@ -44,15 +47,19 @@ function deadlineError(props: WarmMachineInputs, id: string, wait: fly.WaitOutco
 
 // `satisfies` keeps the exact method types (create always returns outs) for callers such as the tests.
 export const warmMachineProvider = {
+    configure: configureFromStack,
+
     async diff(_id: string, olds: WarmMachineOutputs, news: WarmMachineInputs): Promise<pulumi.dynamic.DiffResult> {
         const replaces = REPLACE_ON.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-        const changes = replaces.length > 0 || olds.timeoutSeconds !== news.timeoutSeconds || olds.flyApiToken !== news.flyApiToken;
+        // State written before access left it may still hold the Fly URL and token: an update drops them.
+        const legacyAccess = "flyApiToken" in olds || "flyApiUrl" in olds;
+        const changes = replaces.length > 0 || legacyAccess || olds.timeoutSeconds !== news.timeoutSeconds || olds.waitSeconds !== news.waitSeconds;
         return { changes, replaces: [...replaces], deleteBeforeReplace: false };
     },
 
     async create(inputs: WarmMachineInputs): Promise<{ id: string; outs: WarmMachineOutputs }> {
         const leftoversRemoved = await removeLeftovers(inputs);
-        const machine = await fly.createMachine(api(inputs), inputs.appName, {
+        const machine = await fly.createMachine(api(), inputs.appName, {
             name: `warm-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
             region: inputs.region,
             config: {
@@ -67,7 +74,7 @@ export const warmMachineProvider = {
         let wait: fly.WaitOutcome | undefined;
         let waitError: Error | undefined;
         try {
-            wait = await fly.waitForStarted(api(inputs), inputs.appName, machine.id, {
+            wait = await fly.waitForStarted(api(), inputs.appName, machine.id, {
                 deadline: Date.now() + inputs.timeoutSeconds * 1000,
                 waitSeconds: inputs.waitSeconds ?? fly.FLY_MAX_WAIT_SECONDS,
                 image: inputs.image,
@@ -91,8 +98,8 @@ export const warmMachineProvider = {
     },
 
     async update(_id: string, olds: WarmMachineOutputs, news: WarmMachineInputs): Promise<{ outs: WarmMachineOutputs }> {
-        // Only the token or the deadline changed: nothing to do on Fly.
-        return { outs: { ...olds, ...news } };
+        // Only the deadlines changed (or legacy access is dropped from the state): nothing to do on Fly.
+        return { outs: { ...news, machineId: olds.machineId, waitTimeouts: olds.waitTimeouts, leftoversRemoved: olds.leftoversRemoved } };
     },
 
     async delete(_id: string, props: WarmMachineOutputs): Promise<void> {

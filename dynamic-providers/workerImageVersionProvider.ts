@@ -1,11 +1,13 @@
-// Points the worker at a new image tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in
-// .dev.vars (which the worker reads at start), plus publish-image-version on
-// workers that have it. Destroy leaves .dev.vars as it is: the file is the
+// Points the worker at a new image tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in .dev.vars
+// (which the worker reads at start), plus publish-image-version on workers that have it.
+// The file changes only when the resource is created or updated: the publish goes first, so
+// a failed one leaves .dev.vars as it was. Destroy leaves .dev.vars as it is: the file is the
 // developer's, and the tag it names stays valid in the registry.
 import * as pulumi from "@pulumi/pulumi";
 import { WorkerImageVersionInputs, WorkerImageVersionOutputs } from "../lib/contract";
 import { parseDevVars, updateDevVars } from "../lib/devVars";
 import * as platform from "./platformClient";
+import { configureFromStack, stackAccess } from "./settings";
 
 // The props live in the shared contract (lib/contract.ts).
 export type { WorkerImageVersionInputs, WorkerImageVersionOutputs };
@@ -20,6 +22,14 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
     }
     const text = fs.readFileSync(inputs.devVarsPath, "utf8");
     const previousImageTag = parseDevVars(text).FLY_IMAGE_TAG ?? null;
+    let published: WorkerImageVersionOutputs["published"] = "skipped";
+    if (inputs.publish) {
+        const access = stackAccess();
+        published = await platform.publishImageVersion(
+            { baseUrl: access.workerUrl, internalApiKey: access.internalApiKey },
+            { openclawVersion: inputs.openclawVersion, imageTag: inputs.imageTag, ...(inputs.imageDigest ? { imageDigest: inputs.imageDigest } : {}) },
+        );
+    }
     const updated = updateDevVars(text, { FLY_IMAGE_TAG: inputs.imageTag, OPENCLAW_VERSION: inputs.openclawVersion });
     if (updated !== text) {
         // Write beside and rename, so the worker never reads half a file.
@@ -27,17 +37,12 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
         fs.writeFileSync(tmp, updated, { mode: fs.statSync(inputs.devVarsPath).mode });
         fs.renameSync(tmp, inputs.devVarsPath);
     }
-    let published: WorkerImageVersionOutputs["published"] = "skipped";
-    if (inputs.publish) {
-        published = await platform.publishImageVersion(
-            { baseUrl: inputs.workerUrl, internalApiKey: inputs.internalApiKey },
-            { openclawVersion: inputs.openclawVersion, imageTag: inputs.imageTag, ...(inputs.imageDigest ? { imageDigest: inputs.imageDigest } : {}) },
-        );
-    }
     return { ...inputs, previousImageTag, published };
 }
 
-export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider = {
+export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider<WorkerImageVersionInputs, WorkerImageVersionOutputs> = {
+    configure: configureFromStack,
+
     async diff(_id: string, olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.DiffResult> {
         const replaces = REPLACE_ON.filter((k) => (olds[k] ?? null) !== (news[k] ?? null));
         const changed = (Object.keys(news) as Array<keyof WorkerImageVersionInputs>).some(
@@ -46,12 +51,13 @@ export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider = {
         return { changes: changed || replaces.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
     },
 
-    async create(inputs: WorkerImageVersionInputs): Promise<pulumi.dynamic.CreateResult> {
+    async create(inputs: WorkerImageVersionInputs): Promise<pulumi.dynamic.CreateResult<WorkerImageVersionOutputs>> {
         const outs = await apply(inputs);
         return { id: `${inputs.imageTag}`, outs };
     },
 
-    async read(id: string, props: WorkerImageVersionOutputs): Promise<pulumi.dynamic.ReadResult> {
+    async read(id: string, props?: WorkerImageVersionOutputs): Promise<pulumi.dynamic.ReadResult<WorkerImageVersionOutputs>> {
+        if (!props) return { id: "" };
         const fs: typeof import("node:fs") = require("node:fs");
         if (!fs.existsSync(props.devVarsPath)) return { id, props: { ...props, imageTag: "", openclawVersion: "" } };
         // Report what the file says now, so a hand edit (or push-dev.sh) shows up as drift.
@@ -59,7 +65,7 @@ export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider = {
         return { id, props: { ...props, imageTag: vars.FLY_IMAGE_TAG ?? "", openclawVersion: vars.OPENCLAW_VERSION ?? "" } };
     },
 
-    async update(_id: string, _olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.UpdateResult> {
+    async update(_id: string, _olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.UpdateResult<WorkerImageVersionOutputs>> {
         return { outs: await apply(news) };
     },
 

@@ -11,6 +11,10 @@ import { parseOpenclawPin } from "./openclawPin";
 /** .dev.vars keys the policy pack may see (never secrets). */
 export const WORKER_SETTING_KEYS = ["WORKER_ENV", "DEV_MODE", "KILOCODE_API_BASE_URL", "OPENCLAW_ALLOWED_ORIGINS"] as const;
 
+/** Where the worker (`pnpm start`) and the Fly Machines API are when the stack does not say. */
+export const DEFAULT_WORKER_URL = "http://localhost:8795";
+export const DEFAULT_FLY_API_URL = "https://api.machines.dev";
+
 /** Plain (non-secret) settings as they come from `pulumi config`. */
 export interface RawSettings {
     kiloclawDir?: string;
@@ -163,11 +167,11 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         envLocalKeys,
         userId,
         flyAppName: userId ? devFlyAppName(userId) : "",
-        workerUrl: (raw.workerUrl ?? "http://localhost:8795").replace(/\/+$/, ""),
+        workerUrl: (raw.workerUrl ?? DEFAULT_WORKER_URL).replace(/\/+$/, ""),
         registryServer: raw.registryServer ?? "registry.fly.io",
         registryApp,
         workerRegistryApp,
-        flyApiUrl: (raw.flyApiUrl ?? "https://api.machines.dev").replace(/\/+$/, ""),
+        flyApiUrl: (raw.flyApiUrl ?? DEFAULT_FLY_API_URL).replace(/\/+$/, ""),
         region: raw.region ?? "iad",
         validate: raw.validate ?? true,
         warm: raw.warm ?? true,

@@ -28,13 +28,14 @@ export const COMPONENT_TYPES = {
 /** The `module:type` every dynamic resource of this program registers under (`pulumi-nodejs:dynamic/<module>:<type>`). */
 export const DYNAMIC_MODULE = "kiloclaw";
 
+/** A throwaway machine that pulls the pushed image on Fly. Fly's URL and token come from the stack config at call time. */
 export interface WarmMachineInputs {
-    flyApiUrl: string;
+    /** The Fly app whose registry holds the image (the worker's registry app). */
     appName: string;
     region: string;
+    /** The pushed image, `<registry>/<app>:<tag>[@digest]`. */
     image: string;
     env: Record<string, string>;
-    flyApiToken: string;
     /** Written to the machine's metadata so a crashed run's leftover can be found and removed. */
     owner: string;
     /** Overall deadline for the machine to reach `started` (first pulls take 1-3 min). */
@@ -50,22 +51,14 @@ export interface WarmMachineOutputs extends WarmMachineInputs {
     leftoversRemoved: number;
 }
 
+/** What the worker is told: the tag in .dev.vars (and publish-image-version). Access comes from the stack config at call time. */
 export interface WorkerImageVersionInputs {
     devVarsPath: string;
     imageTag: string;
     imageDigest?: string;
     openclawVersion: string;
-    /** What the Dockerfile pins (absent for a prebuilt image); carried for the policy pack. */
-    openclawPin?: string;
-    registryServer: string;
-    registryApp: string;
-    workerRegistryApp: string;
-    workerUrl: string;
-    internalApiKey: string;
-    /** Call publish-image-version (404 from older workers is fine). */
+    /** Call publish-image-version (an older worker without the route is fine). */
     publish: boolean;
-    workerSettings: Record<string, string>;
-    envLocalKeys: string[];
 }
 
 export interface WorkerImageVersionOutputs extends WorkerImageVersionInputs {
@@ -73,20 +66,47 @@ export interface WorkerImageVersionOutputs extends WorkerImageVersionInputs {
     published: "published" | "unsupported" | "skipped";
 }
 
+/**
+ * Facts only the policy pack reads, registered as the props of the WorkerImageVersion
+ * component (COMPONENT_TYPES.workerImageVersion), never sent to its provider: editing them
+ * causes no provider work.
+ */
+export interface WorkerImageVersionFacts {
+    imageTag: string;
+    openclawVersion: string;
+    /** What the Dockerfile pins (absent for a prebuilt image). */
+    openclawPin?: string;
+    registryServer: string;
+    /** Where the image was pushed. */
+    registryApp: string;
+    /** Where the worker pulls from (FLY_REGISTRY_APP ?? FLY_APP_NAME ?? kiloclaw-machines). */
+    workerRegistryApp: string;
+    /** Non-secret worker settings from .dev.vars. */
+    workerSettings: Record<string, string>;
+    /** Names of the keys .env.development.local sets. */
+    envLocalKeys: string[];
+}
+
+/** The instance's identity and what it must run. The worker's URL and key come from the stack config at call time. */
 export interface WorkerInstanceInputs {
-    workerUrl: string;
     userId: string;
     imageTag: string;
+    /** The pushed image (`<registry>/<app>:<tag>`): the instance's Fly machine must run exactly this. */
+    imageRef: string;
     openclawVersion: string;
     region: string;
     kilocodeApiKey: string;
-    internalApiKey: string;
     expectedFlyAppName: string;
-    /** Deadline for provision → running, and for destroy → gone. */
+    /** Deadline for provision → running with a gateway that answers, and for destroy → gone. */
     timeoutSeconds: number;
+    /** Time allowed for one lifecycle call: leaves room for the worker's own waits (Fly's 60 s + its 60 s health probe). */
+    requestTimeoutSeconds?: number;
     /** Pause between status reads. */
     pollMs?: number;
 }
+
+/** The gateway as the worker's `gateway/status` reports it ("running"), or "unsupported" on a worker without the route. */
+export type GatewayState = string;
 
 export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
     status: string | null;
@@ -97,6 +117,9 @@ export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
     flyRegion: string | null;
     trackedImageTag: string | null;
     runningOpenclawVersion: string | null;
+    /** `config.image` of the instance's Fly machine, read from Fly after it ran. */
+    runningImage: string | null;
+    gatewayState: GatewayState | null;
     gatewayToken: string | null;
 }
 
@@ -124,3 +147,4 @@ export interface PrebuiltImageOutputs extends PrebuiltImageInputs {
     /** What `openclaw --version` printed in the image. */
     openclawVersion: string;
 }
+

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { warmMachineProvider, WarmMachineInputs } from "../dynamic-providers/warmMachineProvider";
 import { workerImageVersionProvider, WorkerImageVersionInputs } from "../dynamic-providers/workerImageVersionProvider";
 import { workerInstanceProvider, WorkerInstanceInputs } from "../dynamic-providers/workerInstanceProvider";
+import { configureFromStack } from "../dynamic-providers/settings";
 import { devFlyAppName } from "../lib/identity";
 import { FlyEmulator, FlyEmulatorOptions } from "./emulators/fly";
 import { WorkerEmulator, WorkerEmulatorOptions } from "./emulators/worker";
@@ -72,8 +73,25 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
     const flyOpts: FlyEmulatorOptions = { token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, ...opts.fly };
     if (flyOpts.docker) flyOpts.docker = { scratchDir: dir, ...flyOpts.docker };
     const fly = await FlyEmulator.start(flyOpts);
-    const worker = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, msPerSecond: MS_PER_SECOND, destroyDelayMs: 30, ...opts.worker });
-    return { fly, worker, workerUrl: worker.url, devVarsPath, userId: opts.userId ?? uniqueUser(), dir, extraWorkers: [] };
+    const worker = await WorkerEmulator.start({ devVarsPath, flyApiUrl: fly.url, msPerSecond: MS_PER_SECOND, ...opts.worker });
+    const stage: Stage = { fly, worker, workerUrl: worker.url, devVarsPath, userId: opts.userId ?? uniqueUser(), dir, extraWorkers: [] };
+    await configureStage(stage);
+    return stage;
+}
+
+/**
+ * What the engine does before a provider runs: hands it the stack config (`configure`), from
+ * which it reads the worker's and Fly's URLs and credentials. `over` sets other `kiloclaw:` values.
+ */
+export async function configureStage(stage: Stage, over: Record<string, string> = {}): Promise<void> {
+    const values: Record<string, string> = {
+        "kiloclaw:workerUrl": stage.workerUrl,
+        "kiloclaw:internalApiKey": INTERNAL_KEY,
+        "kiloclaw:flyApiUrl": stage.fly.url,
+        "kiloclaw:flyApiToken": FLY_TOKEN,
+        ...over,
+    };
+    await configureFromStack({ config: { get: (key: string) => values[key], require: (key: string) => values[key] } });
 }
 
 export async function closeStage(stage: Stage): Promise<void> {
@@ -87,12 +105,10 @@ export const IMAGE = `registry.fly.io/${REGISTRY_APP}:${TAG}`;
 
 export function warmInputs(stage: Stage, over: Partial<WarmMachineInputs> = {}): WarmMachineInputs {
     return {
-        flyApiUrl: stage.fly.url,
         appName: REGISTRY_APP,
         region: "iad",
         image: IMAGE,
         env: { KILOCODE_API_KEY: "warm" },
-        flyApiToken: FLY_TOKEN,
         owner: `kiloclaw-rollout.${stage.userId}`,
         timeoutSeconds: 30,
         waitSeconds: 60,
@@ -105,28 +121,19 @@ export function versionInputs(stage: Stage, over: Partial<WorkerImageVersionInpu
         devVarsPath: stage.devVarsPath,
         imageTag: TAG,
         openclawVersion: VERSION,
-        openclawPin: VERSION,
-        registryServer: "registry.fly.io",
-        registryApp: REGISTRY_APP,
-        workerRegistryApp: REGISTRY_APP,
-        workerUrl: stage.workerUrl,
-        internalApiKey: INTERNAL_KEY,
         publish: true,
-        workerSettings: { WORKER_ENV: "development" },
-        envLocalKeys: [],
         ...over,
     };
 }
 
 export function instanceInputs(stage: Stage, over: Partial<WorkerInstanceInputs> = {}): WorkerInstanceInputs {
     return {
-        workerUrl: stage.workerUrl,
         userId: stage.userId,
         imageTag: TAG,
+        imageRef: IMAGE,
         openclawVersion: VERSION,
         region: "iad",
         kilocodeApiKey: "test-key",
-        internalApiKey: INTERNAL_KEY,
         expectedFlyAppName: devFlyAppName(stage.userId),
         timeoutSeconds: 20,
         pollMs: 20,

@@ -3,7 +3,7 @@
 // containers), so clients meet the same 408s, 412s and 404s they would on Fly.
 import { createHash, randomBytes } from "node:crypto";
 import { DockerMachines, DockerModeOptions } from "./docker-machines";
-import { EmulatorServer, FaultRule, IncomingJson, JsonReply, RequestLogEntry } from "./server";
+import { Emulator, IncomingJson, JsonReply } from "./server";
 
 export type MachineState =
     | "created" | "creating" | "starting" | "started" | "stopping" | "stopped"
@@ -119,8 +119,7 @@ const SETTLED = new Set<MachineState>(["created", "started", "stopped", "suspend
 const RUNNING = new Set<MachineState>(["started", "starting", "replacing", "restarting", "updating"]);
 const DEFAULT_INTERNAL_PORT = 18789;
 
-export class FlyEmulator {
-    readonly url: string;
+export class FlyEmulator extends Emulator {
     private readonly apps_ = new Map<string, AppRecord>();
     private readonly machines_ = new Map<string, MachineRecord>();
     private readonly volumes_ = new Map<string, { app: string; volume: FlyVolume }>();
@@ -128,48 +127,29 @@ export class FlyEmulator {
     private readonly pulls = new Map<string, Promise<string | undefined>>();
     private readonly digests = new Map<string, string>();
     private readonly waiters = new Set<() => void>();
-    private readonly timers = new Set<NodeJS.Timeout>();
+    /** Timers of pending waits and delays (they resolve early on close, unlike the base class's `later`). */
+    private readonly waitTimers = new Set<NodeJS.Timeout>();
     private readonly dockerHost?: DockerMachines;
-    private closed = false;
     /** Names of apps deleted through `DELETE /v1/apps/{app}` (the runbook forbids it). */
     readonly deletedApps: string[] = [];
 
-    private constructor(
-        private readonly server: EmulatorServer,
-        private readonly opts: FlyEmulatorOptions,
-    ) {
-        this.url = server.url;
+    private constructor(private readonly opts: FlyEmulatorOptions) {
+        super();
         if (opts.docker) this.dockerHost = new DockerMachines(opts.docker);
         for (const image of opts.prepulledImages ?? []) this.pulled.add(image);
     }
 
     static async start(opts: FlyEmulatorOptions = {}): Promise<FlyEmulator> {
-        let emulator: FlyEmulator | undefined;
-        const server = new EmulatorServer((req) => emulator!.handle(req));
-        await server.listen(opts.port ?? 0);
-        emulator = new FlyEmulator(server, opts);
+        const emulator = new FlyEmulator(opts);
+        await emulator.server.listen(opts.port ?? 0);
         return emulator;
     }
 
-    get requests(): RequestLogEntry[] {
-        return this.server.requests;
-    }
-
-    inject(rule: FaultRule): void {
-        this.server.inject(rule);
-    }
-
-    clearFaults(): void {
-        this.server.clearFaults();
-    }
-
-    async close(): Promise<void> {
-        this.closed = true;
-        for (const t of this.timers) clearTimeout(t);
-        this.timers.clear();
+    protected async onClose(): Promise<void> {
+        for (const t of this.waitTimers) clearTimeout(t);
+        this.waitTimers.clear();
         this.notify();
         for (const rec of this.machines_.values()) rec.stopWatching?.();
-        await this.server.close();
         await this.dockerHost?.removeAll();
     }
 
@@ -220,7 +200,7 @@ export class FlyEmulator {
 
     // ---- HTTP ----
 
-    private async handle(req: IncomingJson): Promise<JsonReply> {
+    protected async handle(req: IncomingJson): Promise<JsonReply> {
         const reply = await this.route(req);
         return { ...reply, headers: { ...(reply.headers ?? {}), "fly-request-id": `${ulid()}-${this.opts.defaultRegion ?? "iad"}` } };
     }
@@ -649,7 +629,7 @@ export class FlyEmulator {
             const finish = (value: boolean) => {
                 this.waiters.delete(check);
                 clearTimeout(timer);
-                this.timers.delete(timer);
+                this.waitTimers.delete(timer);
                 resolve(value);
             };
             const check = () => {
@@ -657,7 +637,7 @@ export class FlyEmulator {
                 else if (predicate()) finish(true);
             };
             const timer = setTimeout(() => finish(predicate()), timeoutMs);
-            this.timers.add(timer);
+            this.waitTimers.add(timer);
             this.waiters.add(check);
         });
     }
@@ -667,18 +647,18 @@ export class FlyEmulator {
         if (this.closed) return Promise.resolve();
         return new Promise((resolve) => {
             const timer = setTimeout(() => {
-                this.timers.delete(timer);
+                this.waitTimers.delete(timer);
                 this.waiters.delete(onClose);
                 resolve();
             }, ms);
             const onClose = () => {
                 if (!this.closed) return;
                 clearTimeout(timer);
-                this.timers.delete(timer);
+                this.waitTimers.delete(timer);
                 this.waiters.delete(onClose);
                 resolve();
             };
-            this.timers.add(timer);
+            this.waitTimers.add(timer);
             this.waiters.add(onClose);
         });
     }

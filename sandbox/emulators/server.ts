@@ -182,6 +182,59 @@ function readBody(req: http.IncomingMessage): Promise<string> {
     });
 }
 
+/**
+ * What every emulator shares: one EmulatorServer (request log, fault injection) and the
+ * timers that stand in for background work (alarms, pulls), all cancelled by close().
+ * Subclasses route requests in `handle` and add their own teardown in `onClose`.
+ */
+export abstract class Emulator {
+    protected readonly server: EmulatorServer;
+    private readonly timers = new Set<NodeJS.Timeout>();
+    protected closed = false;
+
+    protected constructor() {
+        this.server = new EmulatorServer((req) => this.handle(req));
+    }
+
+    protected abstract handle(req: IncomingJson): Promise<JsonReply>;
+
+    /** Extra teardown after the timers are cancelled and before the server closes. */
+    protected async onClose(): Promise<void> {}
+
+    get url(): string {
+        return this.server.url;
+    }
+
+    get requests(): RequestLogEntry[] {
+        return this.server.requests;
+    }
+
+    inject(rule: FaultRule): void {
+        this.server.inject(rule);
+    }
+
+    clearFaults(): void {
+        this.server.clearFaults();
+    }
+
+    async close(): Promise<void> {
+        this.closed = true;
+        for (const t of this.timers) clearTimeout(t);
+        this.timers.clear();
+        await this.onClose();
+        await this.server.close();
+    }
+
+    /** Runs `fn` after `ms` unless close() came first; its errors are the emulator's own business. */
+    protected later(ms: number, fn: () => unknown): void {
+        const t = setTimeout(() => {
+            this.timers.delete(t);
+            if (!this.closed) void Promise.resolve().then(fn).catch(() => undefined);
+        }, ms);
+        this.timers.add(t);
+    }
+}
+
 export function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }

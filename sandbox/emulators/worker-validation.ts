@@ -1,6 +1,7 @@
 // Body validation for the worker emulator. The real worker uses zod and answers
 // `{"error":"Invalid request","details": error.flatten().fieldErrors}`; we produce the
-// same shape (field → list of messages) without the dependency.
+// same shape (field → list of messages) without the dependency, in the wording of the
+// zod major the worker generation ships (3 in the early worker, 4 from end of February).
 
 export type FieldErrors = Record<string, string[]>;
 
@@ -20,6 +21,8 @@ export interface ProvisionBody {
     channels?: Record<string, unknown>;
     machineSize?: MachineSize;
     region?: string;
+    /** Newest worker: run this tag instead of "latest". */
+    pinnedImageTag?: string | null;
 }
 
 export interface PublishBody {
@@ -35,8 +38,33 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; details: FieldE
 const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_PREFIXES = ["KILOCLAW_ENC_", "KILOCLAW_ENV_"];
 
+/** zod's message wording: 3 (early worker) or 4 (current and newest). */
+export type ZodWording = 3 | 4;
+
+const MESSAGES = {
+    3: {
+        required: () => "Required",
+        type: (expected: string, got: string) => `Expected ${expected}, received ${got}`,
+        minString: () => "String must contain at least 1 character(s)",
+        integer: () => "Expected integer, received float",
+        min: (n: number) => `Number must be greater than or equal to ${n}`,
+        max: (n: number) => `Number must be less than or equal to ${n}`,
+        option: (options: string[], got: string) => `Invalid enum value. Expected ${options.map((o) => `'${o}'`).join(" | ")}, received '${got}'`,
+    },
+    4: {
+        required: () => "Invalid input: expected string, received undefined",
+        type: (expected: string, got: string) => `Invalid input: expected ${expected}, received ${got}`,
+        minString: () => "Too small: expected string to have >=1 characters",
+        integer: () => "Invalid input: expected int, received number",
+        min: (n: number) => `Too small: expected number to be >=${n}`,
+        max: (n: number) => `Too big: expected number to be <=${n}`,
+        option: (options: string[]) => `Invalid option: expected one of ${options.map((o) => `"${o}"`).join("|")}`,
+    },
+};
+
 class Collector {
     readonly errors: FieldErrors = {};
+    constructor(readonly say: (typeof MESSAGES)[ZodWording]) {}
     add(field: string, message: string): void {
         (this.errors[field] ??= []).push(message);
     }
@@ -51,24 +79,25 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function requireNonEmptyString(c: Collector, body: Record<string, unknown>, field: string): void {
     const v = body[field];
-    if (v === undefined) c.add(field, "Required");
-    else if (typeof v !== "string") c.add(field, `Expected string, received ${typeName(v)}`);
-    else if (v.length === 0) c.add(field, "String must contain at least 1 character(s)");
+    if (v === undefined) c.add(field, c.say.required());
+    else if (typeof v !== "string") c.add(field, c.say.type("string", typeName(v)));
+    else if (v.length === 0) c.add(field, c.say.minString());
 }
 
 function optionalNullableString(c: Collector, body: Record<string, unknown>, field: string): void {
     const v = body[field];
-    if (v !== undefined && v !== null && typeof v !== "string") c.add(field, `Expected string, received ${typeName(v)}`);
+    if (v !== undefined && v !== null && typeof v !== "string") c.add(field, c.say.type("string", typeName(v)));
 }
 
 function numberInRange(c: Collector, field: string, v: unknown, min: number, max: number): void {
-    if (typeof v !== "number" || !Number.isFinite(v)) c.add(field, v === undefined ? "Required" : `Expected number, received ${typeName(v)}`);
-    else if (!Number.isInteger(v)) c.add(field, "Expected integer, received float");
-    else if (v < min) c.add(field, `Number must be greater than or equal to ${min}`);
-    else if (v > max) c.add(field, `Number must be less than or equal to ${max}`);
+    if (typeof v !== "number" || !Number.isFinite(v)) c.add(field, c.say.type("number", typeName(v)));
+    else if (!Number.isInteger(v)) c.add(field, c.say.integer());
+    else if (v < min) c.add(field, c.say.min(min));
+    else if (v > max) c.add(field, c.say.max(max));
 }
 
 function typeName(v: unknown): string {
+    if (v === undefined) return "undefined";
     if (v === null) return "null";
     if (Array.isArray(v)) return "array";
     return typeof v;
@@ -79,70 +108,79 @@ function notAnObject<T>(body: unknown): Validated<T> | undefined {
     return isObject(body) ? undefined : { ok: false, details: {} };
 }
 
-export function validateUserIdBody(body: unknown): Validated<{ userId: string }> {
-    const bad = notAnObject<{ userId: string }>(body);
-    if (bad) return bad;
-    const b = body as Record<string, unknown>;
-    const c = new Collector();
-    requireNonEmptyString(c, b, "userId");
-    return c.ok ? { ok: true, value: { userId: b.userId as string } } : { ok: false, details: c.errors };
+export interface StartBody {
+    userId: string;
+    /** Newest worker: start even within the metadata-recovery cooldown. */
+    skipCooldown?: boolean;
 }
 
-export function validateProvisionBody(body: unknown): Validated<ProvisionBody> {
+export function validateUserIdBody(body: unknown, zod: ZodWording): Validated<StartBody> {
+    const bad = notAnObject<StartBody>(body);
+    if (bad) return bad;
+    const b = body as Record<string, unknown>;
+    const c = new Collector(MESSAGES[zod]);
+    requireNonEmptyString(c, b, "userId");
+    if (b.skipCooldown !== undefined && typeof b.skipCooldown !== "boolean") c.add("skipCooldown", c.say.type("boolean", typeName(b.skipCooldown)));
+    return c.ok ? { ok: true, value: { userId: b.userId as string, skipCooldown: b.skipCooldown === true } } : { ok: false, details: c.errors };
+}
+
+export function validateProvisionBody(body: unknown, zod: ZodWording): Validated<ProvisionBody> {
     const bad = notAnObject<ProvisionBody>(body);
     if (bad) return bad;
     const b = body as Record<string, unknown>;
-    const c = new Collector();
+    const c = new Collector(MESSAGES[zod]);
     requireNonEmptyString(c, b, "userId");
     optionalNullableString(c, b, "kilocodeApiKey");
     optionalNullableString(c, b, "kilocodeApiKeyExpiresAt");
     optionalNullableString(c, b, "kilocodeDefaultModel");
-    if (b.region !== undefined && typeof b.region !== "string") c.add("region", `Expected string, received ${typeName(b.region)}`);
+    optionalNullableString(c, b, "region");
+    optionalNullableString(c, b, "pinnedImageTag");
 
     if (b.envVars !== undefined) {
-        if (!isObject(b.envVars)) c.add("envVars", `Expected object, received ${typeName(b.envVars)}`);
+        if (!isObject(b.envVars)) c.add("envVars", c.say.type("object", typeName(b.envVars)));
         else
             for (const [k, v] of Object.entries(b.envVars)) {
-                if (typeof v !== "string") c.add("envVars", `Expected string, received ${typeName(v)}`);
+                if (typeof v !== "string") c.add("envVars", c.say.type("string", typeName(v)));
                 if (!SHELL_NAME.test(k)) c.add("envVars", `Invalid environment variable name: ${k}`);
                 if (RESERVED_PREFIXES.some((p) => k.startsWith(p))) c.add("envVars", `Reserved environment variable prefix: ${k}`);
             }
     }
     if (b.encryptedSecrets !== undefined) {
-        if (!isObject(b.encryptedSecrets)) c.add("encryptedSecrets", `Expected object, received ${typeName(b.encryptedSecrets)}`);
+        if (!isObject(b.encryptedSecrets)) c.add("encryptedSecrets", c.say.type("object", typeName(b.encryptedSecrets)));
         else
             for (const [k, v] of Object.entries(b.encryptedSecrets)) {
-                if (!isObject(v)) c.add("encryptedSecrets", `Expected object, received ${typeName(v)}`);
+                if (!isObject(v)) c.add("encryptedSecrets", c.say.type("object", typeName(v)));
                 if (!SHELL_NAME.test(k)) c.add("encryptedSecrets", `Invalid environment variable name: ${k}`);
             }
     }
-    if (b.channels !== undefined && !isObject(b.channels)) c.add("channels", `Expected object, received ${typeName(b.channels)}`);
+    if (b.channels !== undefined && !isObject(b.channels)) c.add("channels", c.say.type("object", typeName(b.channels)));
 
     if (b.machineSize !== undefined) {
         const m = b.machineSize;
-        if (!isObject(m)) c.add("machineSize", `Expected object, received ${typeName(m)}`);
+        if (!isObject(m)) c.add("machineSize", c.say.type("object", typeName(m)));
         else {
             numberInRange(c, "machineSize", m.cpus, 1, 8);
             numberInRange(c, "machineSize", m.memory_mb, 256, 16384);
             if (m.cpu_kind !== undefined && m.cpu_kind !== "shared" && m.cpu_kind !== "performance")
-                c.add("machineSize", `Invalid enum value. Expected 'shared' | 'performance', received '${String(m.cpu_kind)}'`);
+                c.add("machineSize", c.say.option(["shared", "performance"], String(m.cpu_kind)));
         }
     }
     return c.ok ? { ok: true, value: b as unknown as ProvisionBody } : { ok: false, details: c.errors };
 }
 
-export function validatePublishBody(body: unknown): Validated<PublishBody> {
-    const bad = notAnObject<PublishBody>(body);
-    if (bad) return bad;
-    const b = body as Record<string, unknown>;
-    const c = new Collector();
+/** The publish route's own checks (not the "Invalid request" middleware): `"latest"` first, then the entry's fields. */
+export type PublishCheck = { ok: true; value: PublishBody } | { ok: false; error: string; details?: unknown };
+
+export function validatePublishBody(body: unknown, zod: ZodWording): PublishCheck {
+    const b = isObject(body) ? body : {};
+    if (b.openclawVersion === "latest") return { ok: false, error: '"latest" is reserved and cannot be used as a version' };
+    const c = new Collector(MESSAGES[zod]);
     requireNonEmptyString(c, b, "openclawVersion");
-    if (b.openclawVersion === "latest") c.add("openclawVersion", '"latest" is reserved and cannot be published as a version');
     requireNonEmptyString(c, b, "imageTag");
-    if (b.variant !== undefined && b.variant !== "default") c.add("variant", `Invalid enum value. Expected 'default', received '${String(b.variant)}'`);
+    if (b.variant !== undefined && b.variant !== "default") c.add("variant", c.say.option(["default"], String(b.variant)));
     optionalNullableString(c, b, "imageDigest");
-    if (b.setLatest !== undefined && typeof b.setLatest !== "boolean") c.add("setLatest", `Expected boolean, received ${typeName(b.setLatest)}`);
-    if (!c.ok) return { ok: false, details: c.errors };
+    if (b.setLatest !== undefined && typeof b.setLatest !== "boolean") c.add("setLatest", c.say.type("boolean", typeName(b.setLatest)));
+    if (!c.ok) return { ok: false, error: "Invalid version entry", details: { formErrors: [], fieldErrors: c.errors } };
     return {
         ok: true,
         value: {

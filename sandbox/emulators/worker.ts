@@ -1,24 +1,24 @@
-// A stand-in for the KiloClaw worker's platform API (`pnpm start` → wrangler dev on 8795),
-// faithful to /work/shared/reference/platform-api.md including what was observed running the
-// real worker: .dev.vars read only at start, re-provision is config-only, destroy of nothing is
-// a 500, and the per-request version registration that undoes a disagreeing publish.
+// A stand-in for the KiloClaw worker's platform API (`pnpm start` → wrangler dev on 8795), in
+// each generation the project must work with (`profile`: early, current, newest; see
+// worker-profiles.ts), faithful to /work/shared/reference/platform-api.md including what was
+// observed running the real worker: .dev.vars read only at start, re-provision is config-only,
+// destroy of nothing is a 500, unknown routes answer the session catch-all's 401, and the
+// per-request version registration that undoes a disagreeing publish.
 // It keeps one instance per user (the Durable Object) and drives the Fly Machines API over
 // HTTP, so it works against the Fly emulator exactly as the real worker works against Fly.
+// Its own waits (Fly's 60 s wait, the 60 s health probe, alarms, cooldowns) run in emulated
+// seconds (`msPerSecond`).
 import * as crypto from "node:crypto";
 import { touchWranglerState } from "../fixtures/checkout";
 import { readDevVars } from "./dev-vars-file";
-import { EmulatorServer, FaultRule, IncomingJson, JsonReply, RequestLogEntry } from "./server";
+import { Emulator, IncomingJson, JsonReply, sleep } from "./server";
 import { FlyApiError, WorkerFlyClient } from "./worker-fly-client";
-import {
-    MachineSize,
-    ProvisionBody,
-    Validated,
-    validateProvisionBody,
-    validatePublishBody,
-    validateUserIdBody,
-} from "./worker-validation";
+import { NO_SUCH_ROUTE, WorkerProfile, WorkerProfileName, workerProfile } from "./worker-profiles";
+import { MachineSize, ProvisionBody, StartBody, Validated, validateProvisionBody, validatePublishBody, validateUserIdBody } from "./worker-validation";
 
 export interface WorkerEmulatorOptions {
+    /** Which generation of the worker to play (default "current"). */
+    profile?: WorkerProfileName;
     /** The worker's `.dev.vars`; read at start and on `restart()` only, like wrangler dev. */
     devVarsPath?: string;
     /** The worker's directory: every request rewrites its `.wrangler/state/`, as wrangler dev's local persistence does. */
@@ -29,24 +29,24 @@ export interface WorkerEmulatorOptions {
     flyApiUrl: string;
     /** Registry host in machine images (default `registry.fly.io`). */
     registryServer?: string;
-    /** Newer workers start the machine during provision (default); false = older worker, `provisioned` until /start. */
-    autoStart?: boolean;
-    /** false → `publish-image-version` 404s like an older worker (default true). */
-    publishRoute?: boolean;
     /**
      * Re-read `.dev.vars` on every request (default false). The real worker does NOT do this;
      * the local sandbox turns it on to stand in for a developer who restarts `pnpm start`
      * after every `.dev.vars` edit. Tests of the "needs a restart" trap must leave it off.
      */
     reloadDevVarsOnRequest?: boolean;
-    /** Scales the worker's own "seconds" (the 1-minute destroy retry alarm). The Fly wait it asks for is always timeout=60. */
+    /** Real milliseconds per emulated second of the worker's own waits (default 1000). The Fly wait it asks for is always timeout=60. */
     msPerSecond?: number;
-    /** How long the `destroying` phase lasts before the Fly deletes run (default 50 ms). */
+    /** Extra time the Fly deletes of a destroy take, in ms (default 0), to widen the `destroying` window. */
     destroyDelayMs?: number;
+    /** The gateway of every machine: "healthy" answers the health probe, "crashed" never does (default "healthy"). */
+    gateway?: GatewayHealth;
     port?: number;
 }
 
-export type InstanceStatus = "provisioned" | "running" | "stopped" | "destroying";
+export type GatewayHealth = "healthy" | "crashed";
+
+export type InstanceStatus = "provisioned" | "starting" | "restarting" | "restoring" | "running" | "stopped" | "destroying";
 
 /** The Durable Object's state for one user (what `instance(userId)` returns a copy of). */
 export interface WorkerInstanceRecord {
@@ -74,11 +74,19 @@ export interface WorkerInstanceRecord {
     machineImage: string | null;
     pendingDestroyMachineId: string | null;
     pendingDestroyVolumeId: string | null;
-    /** Last error a background destroy attempt hit (inspection only). */
+    /** Last error a destroy attempt hit (inspection only). */
     lastDestroyError: string | null;
+    /** Newest worker: why the last start failed (debug-status only). */
+    lastStartErrorMessage: string | null;
+    lastStartErrorAt: number | null;
+    /** Newest worker: when a start last tried to recover a missing machine (the 30-minute cooldown counts from here). */
+    lastMetadataRecoveryAt: number | null;
+    lastLiveCheckAt: number | null;
+    /** A `/start` is running (newest: a second one answers ok at once). */
+    starting: boolean;
 }
 
-/** The `GET /api/platform/status` body. */
+/** The `GET /api/platform/status` body (the early worker lacks the version fields). */
 export interface WorkerStatus {
     userId: string | null;
     sandboxId: string | null;
@@ -93,10 +101,10 @@ export interface WorkerStatus {
     flyMachineId: string | null;
     flyVolumeId: string | null;
     flyRegion: string | null;
-    machineSize: MachineSize | null;
-    openclawVersion: string | null;
-    imageVariant: string | null;
-    trackedImageTag: string | null;
+    machineSize?: MachineSize | null;
+    openclawVersion?: string | null;
+    imageVariant?: string | null;
+    trackedImageTag?: string | null;
 }
 
 /** A KV value under `image-version:<version|latest>:<variant>`. */
@@ -108,12 +116,21 @@ export interface ImageVersionEntry {
     publishedAt: string;
 }
 
+/** An error the worker reports in its own words on every generation (not sanitised). */
+class WorkerError extends Error {}
+
+const NOT_PROVISIONED = "Instance not provisioned";
 const LATEST_KEY = "image-version:latest:default";
-const STARTUP_WAIT_SECONDS = 60;
+const FLY_WAIT_SECONDS = 60;
+const HEALTH_PROBE_SECONDS = 60;
+const LIVE_CHECK_EVERY_SECONDS = 30;
+const RECONCILE_EVERY_SECONDS = 30;
+const GIVE_UP_STARTING_SECONDS = 300;
+const START_COOLDOWN_SECONDS = 30 * 60;
 const VOLUME_SIZE_GB = 10;
 const GATEWAY_PORT = 18789;
 const DEFAULT_GUEST = { cpus: 2, memory_mb: 3072, cpu_kind: "shared" };
-/** Region aliases the real worker expands; enough for "us,eu" style lists. */
+/** Region aliases the early worker expands; the current one passes names through. */
 const REGION_ALIASES: Record<string, string> = { us: "iad", eu: "ams" };
 
 export function sandboxIdFor(userId: string): string {
@@ -129,20 +146,23 @@ export function gatewayTokenFor(sandboxId: string, secret: string): string {
     return crypto.createHmac("sha256", secret).update(sandboxId).digest("hex");
 }
 
-export class WorkerEmulator {
-    private readonly server: EmulatorServer;
+export class WorkerEmulator extends Emulator {
+    readonly profile: WorkerProfile;
     private vars: Record<string, string | undefined> = {};
     private readonly instances = new Map<string, WorkerInstanceRecord>();
+    /** `kiloclaw_instances` in Postgres: written at provision, never marked destroyed by the worker's own destroy. */
+    private readonly postgresRows = new Map<string, { sandboxId: string; flyAppName: string }>();
     private readonly kv = new Map<string, ImageVersionEntry>();
     /** Apps the worker already ensured (the real worker remembers them in its App DO). */
     private readonly ensuredApps = new Set<string>();
     /** Per-user queue: a Durable Object handles one lifecycle call at a time. */
     private readonly userQueues = new Map<string, Promise<unknown>>();
-    private readonly timers = new Set<NodeJS.Timeout>();
-    private closed = false;
+    private gatewayHealth: GatewayHealth;
 
     private constructor(private readonly opts: WorkerEmulatorOptions) {
-        this.server = new EmulatorServer((req) => this.handle(req));
+        super();
+        this.profile = workerProfile(opts.profile);
+        this.gatewayHealth = opts.gateway ?? "healthy";
         this.loadVars();
     }
 
@@ -150,29 +170,6 @@ export class WorkerEmulator {
         const emulator = new WorkerEmulator({ ...opts, vars: opts.vars ? { ...opts.vars } : undefined });
         await emulator.server.listen(opts.port ?? 0);
         return emulator;
-    }
-
-    get url(): string {
-        return this.server.url;
-    }
-
-    get requests(): RequestLogEntry[] {
-        return this.server.requests;
-    }
-
-    inject(rule: FaultRule): void {
-        this.server.inject(rule);
-    }
-
-    clearFaults(): void {
-        this.server.clearFaults();
-    }
-
-    async close(): Promise<void> {
-        this.closed = true;
-        for (const t of this.timers) clearTimeout(t);
-        this.timers.clear();
-        await this.server.close();
     }
 
     /**
@@ -185,6 +182,11 @@ export class WorkerEmulator {
         this.loadVars();
     }
 
+    /** Makes every machine's gateway answer the health probe, or never again. */
+    setGateway(health: GatewayHealth): void {
+        this.gatewayHealth = health;
+    }
+
     /** Wipes a user's instance behind the program's back, deleting its machine and volume on Fly. */
     async destroyOutOfBand(userId: string): Promise<void> {
         const rec = this.instances.get(userId);
@@ -195,6 +197,19 @@ export class WorkerEmulator {
         const volumeId = rec.flyVolumeId ?? rec.pendingDestroyVolumeId;
         if (machineId) await fly.destroyMachine(rec.flyAppName, machineId);
         if (volumeId) await fly.deleteVolume(rec.flyAppName, volumeId);
+    }
+
+    /** Puts the instance in a status behind the program's back (a UI restart, a snapshot restore); `until` ends it after that many emulated seconds. */
+    setStatus(userId: string, status: InstanceStatus, untilSeconds?: number): void {
+        const rec = this.instances.get(userId);
+        if (!rec) throw new Error(`no instance for ${userId}`);
+        const previous = rec.status;
+        rec.status = status;
+        if (untilSeconds !== undefined) {
+            this.later(untilSeconds * this.msPerSecond, () => {
+                if (this.instances.get(userId) === rec && rec.status === status) rec.status = previous;
+            });
+        }
     }
 
     /** A copy of the user's Durable Object state, or undefined when there is none. */
@@ -213,9 +228,17 @@ export class WorkerEmulator {
         return entry ? { ...entry } : null;
     }
 
+    private get msPerSecond(): number {
+        return this.opts.msPerSecond ?? 1000;
+    }
+
+    private emulatedSleep(seconds: number): Promise<void> {
+        return sleep(seconds * this.msPerSecond);
+    }
+
     // ---- request handling -------------------------------------------------
 
-    private async handle(req: IncomingJson): Promise<JsonReply> {
+    protected async handle(req: IncomingJson): Promise<JsonReply> {
         if (this.opts.kiloclawDir) touchWranglerState(this.opts.kiloclawDir, `${req.method} ${req.path}`);
         if (this.opts.reloadDevVarsOnRequest) this.loadVars();
         // The real worker registers its .dev.vars version on every request, before routing.
@@ -235,69 +258,102 @@ export class WorkerEmulator {
             return { status: 403, body: { error: "Forbidden" } };
         }
 
+        const p = this.profile;
         const route = `${req.method} ${req.path.slice("/api/platform".length)}`;
         switch (route) {
             case "POST /provision":
-                return this.withBody(req, validateProvisionBody, async (b) => ({
+                return this.withBody(req, validateProvisionBody, "provision", async (b) => ({
                     status: 201,
                     body: await this.queued(b.userId, () => this.provision(b)),
                 }));
             case "POST /start":
-                return this.withBody(req, validateUserIdBody, async ({ userId }) => {
-                    await this.queued(userId, () => this.start(userId));
+                return this.withBody(req, validateUserIdBody, "start", async (b) => {
+                    // Newest: a start while one runs answers at once, starting nothing.
+                    if (!(p.startCooldown && this.instances.get(b.userId)?.starting)) await this.queued(b.userId, () => this.start(b));
                     return { status: 200, body: { ok: true } };
                 });
             case "POST /stop":
-                return this.withBody(req, validateUserIdBody, async ({ userId }) => {
+                return this.withBody(req, validateUserIdBody, "stop", async ({ userId }) => {
                     await this.queued(userId, () => this.stop(userId));
                     return { status: 200, body: { ok: true } };
                 });
             case "POST /destroy":
-                return this.withBody(req, validateUserIdBody, async ({ userId }) => {
-                    await this.queued(userId, async () => this.destroy(userId));
+                return this.withBody(req, validateUserIdBody, "destroy", async ({ userId }) => {
+                    await this.queued(userId, () => this.destroy(userId));
                     return { status: 200, body: { ok: true } };
                 });
-            case "GET /status": {
-                const userId = req.query.userId;
-                if (!userId) return { status: 400, body: { error: "userId query parameter is required" } };
-                return { status: 200, body: this.status(userId) };
-            }
+            case "GET /status":
+                return this.withUserId(req, async (userId) => ({ status: 200, body: this.status(userId) }));
             case "GET /gateway-token":
-                return this.gatewayToken(req.query.userId);
+                return this.withUserId(req, async (userId) => this.gatewayToken(userId));
+            case "GET /gateway/status":
+                if (!p.gatewayStatusRoute) return NO_SUCH_ROUTE;
+                return this.withUserId(req, (userId) => this.guard("gateway status", () => this.gatewayStatus(userId)));
+            case "GET /debug-status":
+                if (!p.debugStatusRoute) return NO_SUCH_ROUTE;
+                return this.withUserId(req, async (userId) => ({ status: 200, body: this.debugStatus(userId) }));
             case "POST /publish-image-version":
-                if (this.opts.publishRoute === false) return { status: 404, body: { error: "Not Found" } };
-                return this.withBody(req, validatePublishBody, async (b) => {
-                    const entry: ImageVersionEntry = {
-                        openclawVersion: b.openclawVersion,
-                        variant: b.variant,
-                        imageTag: b.imageTag,
-                        imageDigest: b.imageDigest,
-                        publishedAt: new Date().toISOString(),
-                    };
-                    this.kv.set(`image-version:${b.openclawVersion}:${b.variant}`, entry);
-                    if (b.setLatest) this.kv.set(`image-version:latest:${b.variant}`, entry);
-                    return { status: 201, body: { ok: true, ...entry, setLatest: b.setLatest } };
-                });
+                if (!p.publishRoute) return NO_SUCH_ROUTE;
+                return this.publish(req);
             default:
-                return { status: 404, body: { error: "Not Found" } };
+                return NO_SUCH_ROUTE;
         }
     }
 
+    private async withUserId(req: IncomingJson, action: (userId: string) => Promise<JsonReply>): Promise<JsonReply> {
+        const userId = req.query.userId;
+        if (!userId) return { status: 400, body: { error: "userId query parameter is required" } };
+        return action(userId);
+    }
+
     /** JSON parse → validation → action; anything the action throws becomes a 500 `{error}`. */
-    private async withBody<T>(req: IncomingJson, validate: (b: unknown) => Validated<T>, action: (b: T) => Promise<JsonReply>): Promise<JsonReply> {
+    private async withBody<T>(
+        req: IncomingJson,
+        validate: (b: unknown, zod: 3 | 4) => Validated<T>,
+        operation: string,
+        action: (b: T) => Promise<JsonReply>,
+    ): Promise<JsonReply> {
         let body: unknown;
         try {
             body = JSON.parse(req.rawBody);
         } catch {
             return { status: 400, body: { error: "Malformed JSON body" } };
         }
-        const result = validate(body);
+        const result = validate(body, this.profile.zod);
         if (!result.ok) return { status: 400, body: { error: "Invalid request", details: result.details } };
+        return this.guard(operation, () => action(result.value));
+    }
+
+    /** A thrown error as the generation reports it: its message, or (newest) `"<operation> failed"` unless it is the worker's own words. */
+    private async guard(operation: string, action: () => Promise<JsonReply>): Promise<JsonReply> {
         try {
-            return await action(result.value);
+            return await action();
         } catch (err) {
-            return { status: 500, body: { error: errorText(err) } };
+            const own = err instanceof WorkerError;
+            return { status: 500, body: { error: this.profile.sanitizedErrors && !own ? `${operation} failed` : errorText(err) } };
         }
+    }
+
+    private async publish(req: IncomingJson): Promise<JsonReply> {
+        let body: unknown;
+        try {
+            body = JSON.parse(req.rawBody);
+        } catch {
+            return { status: 400, body: { error: "Malformed JSON body" } };
+        }
+        const checked = validatePublishBody(body, this.profile.zod);
+        if (!checked.ok) return { status: 400, body: { error: checked.error, ...(checked.details ? { details: checked.details } : {}) } };
+        const b = checked.value;
+        const entry: ImageVersionEntry = {
+            openclawVersion: b.openclawVersion,
+            variant: b.variant,
+            imageTag: b.imageTag,
+            imageDigest: b.imageDigest,
+            publishedAt: new Date().toISOString(),
+        };
+        this.kv.set(`image-version:${b.openclawVersion}:${b.variant}`, entry);
+        if (b.setLatest) this.kv.set(`image-version:latest:${b.variant}`, entry);
+        return { status: 201, body: { ok: true, ...entry, setLatest: b.setLatest } };
     }
 
     private queued<T>(userId: string, fn: () => Promise<T>): Promise<T> {
@@ -339,15 +395,15 @@ export class WorkerEmulator {
 
     private async provision(body: ProvisionBody): Promise<{ sandboxId: string }> {
         const existing = this.instances.get(body.userId);
-        if (existing?.status === "destroying") throw new Error("Cannot provision: instance is being destroyed");
+        if (existing?.status === "destroying") throw new WorkerError("Cannot provision: instance is being destroyed");
         const sandboxId = sandboxIdFor(body.userId);
-        const latest = this.kv.get(LATEST_KEY);
+        const version = this.versionFor(body);
 
         if (existing) {
             // Config-only update: no Fly call, the machine keeps its image; the tracked
-            // version is refreshed from whatever "latest" says now.
+            // version is refreshed from whatever "latest" (or the pinned tag) says now.
             applyConfig(existing, body);
-            if (latest) applyVersion(existing, latest);
+            if (version) applyVersion(existing, version);
             return { sandboxId };
         }
 
@@ -356,78 +412,125 @@ export class WorkerEmulator {
         await this.ensureApp(fly, appName);
         const volume = await this.createVolume(fly, appName, sandboxId, body);
 
-        const rec: WorkerInstanceRecord = {
-            userId: body.userId,
-            sandboxId,
-            status: "provisioned",
-            provisionedAt: Date.now(),
-            lastStartedAt: null,
-            lastStoppedAt: null,
-            kilocodeApiKey: null,
-            kilocodeApiKeyExpiresAt: null,
-            kilocodeDefaultModel: null,
-            envVars: null,
-            encryptedSecrets: null,
-            channels: null,
-            machineSize: null,
-            flyAppName: appName,
-            flyMachineId: null,
-            flyVolumeId: volume.id,
-            flyRegion: volume.region,
-            openclawVersion: null,
-            imageVariant: null,
-            trackedImageTag: null,
-            machineImage: null,
-            pendingDestroyMachineId: null,
-            pendingDestroyVolumeId: null,
-            lastDestroyError: null,
-        };
+        const rec = newRecord(body.userId, sandboxId, appName, volume);
         applyConfig(rec, body);
-        if (latest) applyVersion(rec, latest);
+        if (version) applyVersion(rec, version);
         // Persisted before the machine exists, so a failed start leaves a `provisioned` instance.
         this.instances.set(body.userId, rec);
+        this.postgresRows.set(body.userId, { sandboxId, flyAppName: appName });
 
-        if (this.opts.autoStart !== false) await this.startMachine(rec);
+        if (this.profile.backgroundStart) {
+            rec.status = "starting";
+            this.later(0, () => this.backgroundStart(rec));
+        } else if (this.profile.autoStart) {
+            await this.startMachine(rec, false);
+        }
         return { sandboxId };
     }
 
-    private async start(userId: string): Promise<void> {
-        const rec = this.instances.get(userId);
-        if (!rec) throw new Error("Instance not provisioned");
-        if (rec.status === "destroying") throw new Error("Cannot start: instance is being destroyed");
-        await this.startMachine(rec);
+    /** The version an instance tracks: the pinned tag (newest, looked up in the registry, else taken as given), else "latest". */
+    private versionFor(body: ProvisionBody): ImageVersionEntry | null {
+        const latest = this.kv.get(LATEST_KEY) ?? null;
+        if (!this.profile.pinnedImageTag || !body.pinnedImageTag) return latest;
+        const known = [...this.kv.values()].find((e) => e.imageTag === body.pinnedImageTag);
+        return known ?? { openclawVersion: latest?.openclawVersion ?? "", variant: "default", imageTag: body.pinnedImageTag, imageDigest: null, publishedAt: "" };
+    }
+
+    /** Newest: provision's start runs after the answer; a failure shows only in debug-status, and the reconcile alarm settles `starting`. */
+    private async backgroundStart(rec: WorkerInstanceRecord): Promise<void> {
+        const began = Date.now();
+        try {
+            await this.startMachine(rec, false);
+        } catch (err) {
+            this.recordStartError(rec, err);
+            if (!rec.flyMachineId) {
+                if (this.isCurrent(rec)) rec.status = "stopped";
+                return;
+            }
+            this.later(RECONCILE_EVERY_SECONDS * this.msPerSecond, () => this.reconcileStarting(rec, began));
+        }
+    }
+
+    private async reconcileStarting(rec: WorkerInstanceRecord, began: number): Promise<void> {
+        if (!this.isCurrent(rec) || rec.status !== "starting" || !rec.flyMachineId) return;
+        const machine = await this.flyClient().getMachine(rec.flyAppName, rec.flyMachineId);
+        if (machine?.state === "started") {
+            await this.healthProbe(rec);
+            if (this.isCurrent(rec) && rec.status === "starting") this.markRunning(rec);
+            return;
+        }
+        if (Date.now() - began >= GIVE_UP_STARTING_SECONDS * this.msPerSecond) {
+            rec.status = "stopped";
+            rec.lastStoppedAt = Date.now();
+            return;
+        }
+        this.later(RECONCILE_EVERY_SECONDS * this.msPerSecond, () => this.reconcileStarting(rec, began));
+    }
+
+    private async start(body: StartBody): Promise<void> {
+        const rec = this.instances.get(body.userId);
+        if (!rec) {
+            if (this.profile.restoreOnStart && this.postgresRows.has(body.userId)) return this.restoreFromPostgres(body.userId);
+            throw new WorkerError(NOT_PROVISIONED);
+        }
+        if (rec.status === "destroying") throw new WorkerError("Cannot start: instance is being destroyed");
+        try {
+            await this.startMachine(rec, body.skipCooldown === true);
+        } catch (err) {
+            this.recordStartError(rec, err);
+            throw err;
+        }
+    }
+
+    /**
+     * Current: `/start` without Durable Object state rebuilds it from the Postgres row the worker's
+     * own destroy left active; the old volume is gone, so Fly refuses and the instance stays `provisioned`.
+     */
+    private async restoreFromPostgres(userId: string): Promise<void> {
+        const row = this.postgresRows.get(userId)!;
+        const rec = newRecord(userId, row.sandboxId, row.flyAppName, { id: null, region: null });
+        this.instances.set(userId, rec);
+        throw new FlyApiError("createVolume", 404, JSON.stringify({ error: "source volume not found" }));
     }
 
     private async stop(userId: string): Promise<void> {
         const rec = this.instances.get(userId);
-        if (!rec) throw new Error("Instance not provisioned");
+        if (!rec) throw new WorkerError(NOT_PROVISIONED);
         if (rec.status !== "running") return; // no-op when stopped, provisioned or destroying
         if (rec.flyMachineId) {
             const fly = this.flyClient();
             const machine = await fly.getMachine(rec.flyAppName, rec.flyMachineId);
             if (machine && !["stopped", "failed", "created", "suspended", "destroyed"].includes(machine.state)) {
                 if (machine.state !== "stopping") await fly.stopMachine(rec.flyAppName, rec.flyMachineId);
-                await fly.waitForState(rec.flyAppName, rec.flyMachineId, "stopped", STARTUP_WAIT_SECONDS, machine.instance_id);
+                await fly.waitForState(rec.flyAppName, rec.flyMachineId, "stopped", FLY_WAIT_SECONDS, machine.instance_id);
             }
         }
         rec.status = "stopped";
         rec.lastStoppedAt = Date.now();
     }
 
-    /** Phase one of destroy: mark `destroying` and answer; the Fly deletes follow. */
-    private destroy(userId: string): void {
+    /**
+     * Synchronous: the answer comes after the Fly deletes and the state wipe. When a delete fails the
+     * answer is still 200 and the status stays `destroying`; the alarm (and any later destroy) retries.
+     */
+    private async destroy(userId: string): Promise<void> {
         const rec = this.instances.get(userId);
-        if (!rec) throw new Error("Instance not provisioned");
-        if (rec.status === "destroying") return;
-        rec.status = "destroying";
-        rec.pendingDestroyMachineId = rec.flyMachineId;
-        rec.pendingDestroyVolumeId = rec.flyVolumeId;
-        this.later(this.opts.destroyDelayMs ?? 50, () => this.finishDestroy(rec));
+        if (!rec) throw new WorkerError(NOT_PROVISIONED);
+        if (rec.status === "restoring" && this.profile.refuseDestroyWhileRestoring) {
+            throw new WorkerError("Cannot destroy: instance is restoring from snapshot");
+        }
+        if (rec.status !== "destroying") {
+            rec.status = "destroying";
+            rec.pendingDestroyMachineId = rec.flyMachineId;
+            rec.pendingDestroyVolumeId = rec.flyVolumeId;
+        }
+        await this.finishDestroy(rec);
     }
 
-    /** Phase two: delete machine then volume (404 = done); wipe the state once both are gone, else retry in a minute. */
+    /** Deletes machine then volume (404 = done); wipes the state once both are gone, else retries in 60 s + up to 60 s of jitter. */
     private async finishDestroy(rec: WorkerInstanceRecord): Promise<void> {
-        if (this.closed || this.instances.get(rec.userId) !== rec) return;
+        if (this.closed || !this.isCurrent(rec)) return;
+        if (this.opts.destroyDelayMs) await sleep(this.opts.destroyDelayMs);
         const fly = this.flyClient();
         try {
             if (rec.pendingDestroyMachineId) {
@@ -442,29 +545,69 @@ export class WorkerEmulator {
             }
         } catch (err) {
             rec.lastDestroyError = errorText(err);
-            this.later(60 * (this.opts.msPerSecond ?? 1000), () => this.finishDestroy(rec));
+            this.later((60 + Math.random() * 60) * this.msPerSecond, () => this.finishDestroy(rec));
             return;
         }
-        if (this.instances.get(rec.userId) === rec) this.instances.delete(rec.userId);
+        if (this.isCurrent(rec)) this.instances.delete(rec.userId);
     }
 
-    /** Starts the existing machine, or creates one when there is none (or Fly lost it), then waits for `started`. */
-    private async startMachine(rec: WorkerInstanceRecord): Promise<void> {
-        const fly = this.flyClient();
-        const existing = rec.flyMachineId ? await fly.getMachine(rec.flyAppName, rec.flyMachineId) : null;
-        if (!existing || existing.state === "destroyed" || existing.state === "destroying") {
-            const image = this.imageFor(rec);
-            const machine = await fly.createMachine(rec.flyAppName, this.machineRequest(rec, image));
-            // Recorded before the wait: a 408 leaves a provisioned instance that knows its machine.
-            rec.flyMachineId = machine.id;
-            rec.machineImage = image;
-        } else if (["stopped", "created", "suspended"].includes(existing.state)) {
-            await fly.startMachine(rec.flyAppName, existing.id);
+    /** Starts the existing machine, or creates one when there is none (or Fly lost it); waits for `started`, then probes the gateway. */
+    private async startMachine(rec: WorkerInstanceRecord, skipCooldown: boolean): Promise<void> {
+        rec.starting = true;
+        try {
+            const fly = this.flyClient();
+            const existing = rec.flyMachineId ? await fly.getMachine(rec.flyAppName, rec.flyMachineId) : null;
+            if (!existing || existing.state === "destroyed" || existing.state === "destroying") {
+                this.recoverMetadata(rec, skipCooldown);
+                const image = this.imageFor(rec);
+                const machine = await fly.createMachine(rec.flyAppName, this.machineRequest(rec, image));
+                // Recorded before the wait: a 408 leaves an instance that knows its machine.
+                rec.flyMachineId = machine.id;
+                rec.machineImage = image;
+            } else if (["stopped", "created", "suspended"].includes(existing.state)) {
+                await fly.startMachine(rec.flyAppName, existing.id);
+            }
+            await fly.waitForState(rec.flyAppName, rec.flyMachineId as string, "started", FLY_WAIT_SECONDS);
+            await this.healthProbe(rec);
+            if (!this.isCurrent(rec) || rec.status === "destroying") return;
+            this.markRunning(rec);
+        } finally {
+            rec.starting = false;
         }
-        await fly.waitForState(rec.flyAppName, rec.flyMachineId as string, "started", STARTUP_WAIT_SECONDS);
-        if (this.instances.get(rec.userId) !== rec || rec.status === "destroying") return;
+    }
+
+    /** Newest: a start without a machine first looks for one by metadata, at most once per 30 minutes unless told to skip the cooldown. */
+    private recoverMetadata(rec: WorkerInstanceRecord, skipCooldown: boolean): void {
+        if (!this.profile.startCooldown) return;
+        const last = rec.lastMetadataRecoveryAt;
+        if (!skipCooldown && last !== null && Date.now() - last < START_COOLDOWN_SECONDS * this.msPerSecond) {
+            throw new Error("Metadata recovery failed; aborting start to avoid creating a duplicate machine");
+        }
+        rec.lastMetadataRecoveryAt = Date.now();
+    }
+
+    /** Current and newest: poll the gateway for up to 60 s after Fly's `started`, then carry on ("proceeding anyway") whatever it said. */
+    private async healthProbe(rec: WorkerInstanceRecord): Promise<void> {
+        if (!this.profile.healthProbe) return;
+        for (let waited = 0; waited < HEALTH_PROBE_SECONDS && !this.closed && this.isCurrent(rec); waited += 5) {
+            if (this.gatewayHealth === "healthy") return;
+            await this.emulatedSleep(5);
+        }
+    }
+
+    private markRunning(rec: WorkerInstanceRecord): void {
         rec.status = "running";
         rec.lastStartedAt = Date.now();
+        rec.lastStartErrorMessage = null;
+    }
+
+    private recordStartError(rec: WorkerInstanceRecord, err: unknown): void {
+        rec.lastStartErrorMessage = errorText(err);
+        rec.lastStartErrorAt = Date.now();
+    }
+
+    private isCurrent(rec: WorkerInstanceRecord): boolean {
+        return this.instances.get(rec.userId) === rec;
     }
 
     private async ensureApp(fly: WorkerFlyClient, appName: string): Promise<void> {
@@ -477,22 +620,19 @@ export class WorkerEmulator {
         this.ensuredApps.add(appName);
     }
 
-    /** Tries the requested regions in turn, moving on only on capacity errors. */
+    /** Tries the requested regions in turn (shuffled from the current worker on), moving on only on capacity errors. */
     private async createVolume(fly: WorkerFlyClient, appName: string, sandboxId: string, body: ProvisionBody) {
-        const regions = (body.region || this.vars.FLY_REGION || "iad")
+        let regions = (body.region || this.vars.FLY_REGION || "iad")
             .split(",")
             .map((r) => r.trim())
-            .filter(Boolean)
-            .map((r) => REGION_ALIASES[r] ?? r);
+            .filter(Boolean);
+        if (this.profile.realMachineConfig) regions = shuffle(regions);
+        else regions = regions.map((r) => REGION_ALIASES[r] ?? r);
+        const name = this.profile.realMachineConfig ? `kiloclaw_${sandboxId}`.toLowerCase().replace(/[^a-z0-9_]/g, "_") : `kiloclaw_${sandboxId}`;
         let lastError: unknown = new Error("No region to create the volume in");
         for (const region of regions) {
             try {
-                const volume = await fly.createVolume(appName, {
-                    name: `kiloclaw_${sandboxId}`,
-                    size_gb: VOLUME_SIZE_GB,
-                    region,
-                    compute: guestFor(body.machineSize ?? null),
-                });
+                const volume = await fly.createVolume(appName, { name, size_gb: VOLUME_SIZE_GB, region, compute: guestFor(body.machineSize ?? null) });
                 return { id: volume.id, region: volume.region ?? region };
             } catch (err) {
                 if (!isCapacityError(err)) throw err;
@@ -508,6 +648,11 @@ export class WorkerEmulator {
         return `${this.opts.registryServer ?? "registry.fly.io"}/${app}:${tag}`;
     }
 
+    /**
+     * The machine the worker asks Fly for. The current shape's keys travel encrypted in the real
+     * worker (KILOCLAW_ENC_*, key in the app secret KILOCLAW_ENV_KEY); here they stay plain, because
+     * the offline fixture images read the plain variables (start-openclaw.sh's fallback).
+     */
     private machineRequest(rec: WorkerInstanceRecord, image: string): unknown {
         const secret = this.vars.GATEWAY_TOKEN_SECRET;
         if (!secret) throw new Error("GATEWAY_TOKEN_SECRET is not configured");
@@ -523,87 +668,141 @@ export class WorkerEmulator {
         env.OPENCLAW_GATEWAY_TOKEN = gatewayTokenFor(rec.sandboxId, secret);
         env.AUTO_APPROVE_DEVICES = "true";
 
-        const metadata: Record<string, string> = {
-            kiloclaw_user_id: rec.userId,
-            kiloclaw_sandbox_id: rec.sandboxId,
-        };
+        const metadata: Record<string, string> = { kiloclaw_user_id: rec.userId, kiloclaw_sandbox_id: rec.sandboxId };
         if (rec.openclawVersion) metadata.kiloclaw_openclaw_version = rec.openclawVersion;
-
-        return {
-            name: rec.sandboxId,
-            region: rec.flyRegion ?? undefined,
-            config: {
-                image,
-                env,
-                guest: guestFor(rec.machineSize),
-                services: [
-                    {
-                        protocol: "tcp",
-                        internal_port: GATEWAY_PORT,
-                        ports: [
-                            { port: 443, handlers: ["tls", "http"] },
-                            { port: 80, handlers: ["http"] },
-                        ],
-                    },
-                ],
-                mounts: rec.flyVolumeId ? [{ volume: rec.flyVolumeId, path: "/root" }] : [],
-                metadata,
-                auto_destroy: false,
-                restart: { policy: "on-failure" },
-            },
-        };
+        const mounts = rec.flyVolumeId ? [{ volume: rec.flyVolumeId, path: "/root" }] : [];
+        const common = { image, env, guest: guestFor(rec.machineSize), mounts, metadata, auto_destroy: false, restart: { policy: "on-failure" } };
+        if (!this.profile.realMachineConfig) {
+            const ports = [
+                { port: 443, handlers: ["tls", "http"] },
+                { port: 80, handlers: ["http"] },
+            ];
+            return { name: rec.sandboxId, region: rec.flyRegion ?? undefined, config: { ...common, services: [{ protocol: "tcp", internal_port: GATEWAY_PORT, ports }] } };
+        }
+        if (rec.imageVariant) metadata.kiloclaw_image_variant = rec.imageVariant;
+        const service = { protocol: "tcp", internal_port: GATEWAY_PORT, autostart: false, autostop: "off", ports: [{ port: 443, handlers: ["tls", "http"] }] };
+        const checks = { controller: { type: "http", port: GATEWAY_PORT, method: "GET", path: "/_kilo/health", interval: "30s", timeout: "5s" } };
+        return { name: rec.sandboxId, region: rec.flyRegion ?? undefined, config: { ...common, services: [service], checks } };
     }
 
     // ---- read-only routes -------------------------------------------------
 
     private status(userId: string): WorkerStatus {
         const rec = this.instances.get(userId);
-        if (!rec) {
-            return {
-                userId: null, sandboxId: null, status: null, provisionedAt: null, lastStartedAt: null,
-                lastStoppedAt: null, envVarCount: null, secretCount: null, channelCount: null,
-                flyAppName: null, flyMachineId: null, flyVolumeId: null, flyRegion: null,
-                machineSize: null, openclawVersion: null, imageVariant: null, trackedImageTag: null,
-            };
-        }
+        const p = this.profile;
+        const base = rec
+            ? {
+                  userId: rec.userId,
+                  sandboxId: rec.sandboxId,
+                  status: rec.status,
+                  provisionedAt: rec.provisionedAt,
+                  lastStartedAt: rec.lastStartedAt,
+                  lastStoppedAt: rec.lastStoppedAt,
+                  envVarCount: Object.keys(rec.envVars ?? {}).length,
+                  secretCount: Object.keys(rec.encryptedSecrets ?? {}).length,
+                  channelCount: Object.values(rec.channels ?? {}).filter((c) => c != null).length,
+                  flyAppName: rec.flyAppName,
+                  flyMachineId: rec.flyMachineId,
+                  flyVolumeId: rec.flyVolumeId,
+                  flyRegion: rec.flyRegion,
+              }
+            : {
+                  userId: null, sandboxId: null, status: null, provisionedAt: null, lastStartedAt: null, lastStoppedAt: null,
+                  envVarCount: p.zeroCountsWhenAbsent ? 0 : null,
+                  secretCount: p.zeroCountsWhenAbsent ? 0 : null,
+                  channelCount: p.zeroCountsWhenAbsent ? 0 : null,
+                  flyAppName: null, flyMachineId: null, flyVolumeId: null, flyRegion: null,
+              };
+        if (rec && p.liveCheck) this.liveCheck(rec);
+        if (!p.versionInStatus) return base;
         return {
-            userId: rec.userId,
-            sandboxId: rec.sandboxId,
-            status: rec.status,
-            provisionedAt: rec.provisionedAt,
-            lastStartedAt: rec.lastStartedAt,
-            lastStoppedAt: rec.lastStoppedAt,
-            envVarCount: Object.keys(rec.envVars ?? {}).length,
-            secretCount: Object.keys(rec.encryptedSecrets ?? {}).length,
-            channelCount: Object.values(rec.channels ?? {}).filter((c) => c != null).length,
-            flyAppName: rec.flyAppName,
-            flyMachineId: rec.flyMachineId,
-            flyVolumeId: rec.flyVolumeId,
-            flyRegion: rec.flyRegion,
-            machineSize: rec.machineSize,
-            openclawVersion: rec.openclawVersion,
-            imageVariant: rec.imageVariant,
-            trackedImageTag: rec.trackedImageTag,
+            ...base,
+            machineSize: rec?.machineSize ?? null,
+            openclawVersion: rec?.openclawVersion ?? null,
+            imageVariant: rec?.imageVariant ?? null,
+            trackedImageTag: rec?.trackedImageTag ?? null,
         };
     }
 
-    private gatewayToken(userId: string | undefined): JsonReply {
-        if (!userId) return { status: 400, body: { error: "userId query parameter is required" } };
+    /** After the answer, at most once per 30 s: a `running` instance whose machine is not started becomes `stopped`. */
+    private liveCheck(rec: WorkerInstanceRecord): void {
+        if (rec.status !== "running" || !rec.flyMachineId) return;
+        if (rec.lastLiveCheckAt !== null && Date.now() - rec.lastLiveCheckAt < LIVE_CHECK_EVERY_SECONDS * this.msPerSecond) return;
+        rec.lastLiveCheckAt = Date.now();
+        this.later(0, async () => {
+            const machine = await this.flyClient().getMachine(rec.flyAppName, rec.flyMachineId as string);
+            if (this.isCurrent(rec) && rec.status === "running" && (!machine || ["stopped", "failed", "destroyed", "suspended"].includes(machine.state))) {
+                rec.status = "stopped";
+                rec.lastStoppedAt = Date.now();
+            }
+        });
+    }
+
+    private debugStatus(userId: string): Record<string, unknown> {
+        const rec = this.instances.get(userId);
+        return {
+            ...this.status(userId),
+            pendingDestroyMachineId: rec?.pendingDestroyMachineId ?? null,
+            pendingDestroyVolumeId: rec?.pendingDestroyVolumeId ?? null,
+            lastMetadataRecoveryAt: rec?.lastMetadataRecoveryAt ?? null,
+            lastLiveCheckAt: rec?.lastLiveCheckAt ?? null,
+            lastDestroyErrorMessage: rec?.lastDestroyError ?? null,
+            lastStartErrorMessage: rec?.lastStartErrorMessage ?? null,
+            lastStartErrorAt: rec?.lastStartErrorAt ?? null,
+        };
+    }
+
+    /** The gateway controller's own answer on the machine (`GET /_kilo/gateway/status`). */
+    private async gatewayStatus(userId: string): Promise<JsonReply> {
+        const rec = this.instances.get(userId);
+        if (!rec || !rec.flyMachineId) throw new WorkerError(NOT_PROVISIONED);
+        const healthy = rec.status === "running" && this.gatewayHealth === "healthy";
+        const state = healthy ? "running" : "crashed";
+        const lastExit = healthy ? null : { code: 1, signal: null, at: new Date().toISOString() };
+        return { status: 200, body: { state, pid: healthy ? 42 : null, uptime: healthy ? 1 : 0, restarts: healthy ? 0 : 3, lastExit } };
+    }
+
+    private async gatewayToken(userId: string): Promise<JsonReply> {
         const secret = this.vars.GATEWAY_TOKEN_SECRET;
         if (!secret) return { status: 503, body: { error: "GATEWAY_TOKEN_SECRET is not configured" } };
         const rec = this.instances.get(userId);
-        if (!rec) return { status: 404, body: { error: "Instance not provisioned" } };
+        if (!rec) return { status: 404, body: { error: NOT_PROVISIONED } };
         return { status: 200, body: { gatewayToken: gatewayTokenFor(rec.sandboxId, secret) } };
     }
+}
 
-    /** A timer that close() cancels (stands in for the Durable Object's alarm). */
-    private later(ms: number, fn: () => Promise<void>): void {
-        const t = setTimeout(() => {
-            this.timers.delete(t);
-            fn().catch(() => undefined);
-        }, ms);
-        this.timers.add(t);
-    }
+function newRecord(userId: string, sandboxId: string, flyAppName: string, volume: { id: string | null; region: string | null }): WorkerInstanceRecord {
+    return {
+        userId,
+        sandboxId,
+        status: "provisioned",
+        provisionedAt: Date.now(),
+        lastStartedAt: null,
+        lastStoppedAt: null,
+        kilocodeApiKey: null,
+        kilocodeApiKeyExpiresAt: null,
+        kilocodeDefaultModel: null,
+        envVars: null,
+        encryptedSecrets: null,
+        channels: null,
+        machineSize: null,
+        flyAppName,
+        flyMachineId: null,
+        flyVolumeId: volume.id,
+        flyRegion: volume.region,
+        openclawVersion: null,
+        imageVariant: null,
+        trackedImageTag: null,
+        machineImage: null,
+        pendingDestroyMachineId: null,
+        pendingDestroyVolumeId: null,
+        lastDestroyError: null,
+        lastStartErrorMessage: null,
+        lastStartErrorAt: null,
+        lastMetadataRecoveryAt: null,
+        lastLiveCheckAt: null,
+        starting: false,
+    };
 }
 
 function applyConfig(rec: WorkerInstanceRecord, body: ProvisionBody): void {
@@ -616,14 +815,23 @@ function applyConfig(rec: WorkerInstanceRecord, body: ProvisionBody): void {
     rec.machineSize = body.machineSize ?? rec.machineSize;
 }
 
-function applyVersion(rec: WorkerInstanceRecord, latest: ImageVersionEntry): void {
-    rec.openclawVersion = latest.openclawVersion;
-    rec.imageVariant = latest.variant;
-    rec.trackedImageTag = latest.imageTag;
+function applyVersion(rec: WorkerInstanceRecord, version: ImageVersionEntry): void {
+    rec.openclawVersion = version.openclawVersion || rec.openclawVersion;
+    rec.imageVariant = version.variant;
+    rec.trackedImageTag = version.imageTag;
 }
 
 function guestFor(size: MachineSize | null): { cpus: number; memory_mb: number; cpu_kind: string } {
     return size ? { cpus: size.cpus, memory_mb: size.memory_mb, cpu_kind: size.cpu_kind ?? "shared" } : { ...DEFAULT_GUEST };
+}
+
+function shuffle<T>(items: T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
 }
 
 function isCapacityError(err: unknown): boolean {

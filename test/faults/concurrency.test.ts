@@ -104,8 +104,7 @@ describe("concurrency: two users roll out at once", function () {
                 const users = [uniqueUser("carol"), uniqueUser("dave")];
                 const rollouts = await rollOutTogether(stage, users, {
                     warmOver: { image: target(), timeoutSeconds: 120 },
-                    versionOver: { registryServer: registry.server },
-                    instanceOver: { timeoutSeconds: 120, pollMs: 100 },
+                    instanceOver: { imageRef: target(), timeoutSeconds: 120, pollMs: 100 },
                 });
                 assertDistinct(stage, rollouts);
                 const ports = rollouts.map(({ user, result }) => stage.fly.hostPort(devFlyAppName(user), result.instance.outs.flyMachineId!));

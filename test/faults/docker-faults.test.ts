@@ -158,8 +158,8 @@ describe("faults: the Docker-backed path", function () {
             withDockerStage(async (stage) => {
                 const result = await rollout(stage, {
                     warm: false,
-                    versionOver: { imageTag: EXITS_TAG, registryServer: registry.server },
-                    instanceOver: { imageTag: EXITS_TAG, timeoutSeconds: 120, pollMs: 100 },
+                    versionOver: { imageTag: EXITS_TAG },
+                    instanceOver: { imageTag: EXITS_TAG, imageRef: pushed(EXITS_TAG), timeoutSeconds: 120, pollMs: 100 },
                 });
                 const err = stoppedAt(result, "instance");
                 assert.match(err.message, /failed to start/);
@@ -194,8 +194,7 @@ describe("faults: the Docker-backed path", function () {
                 // The next `pulumi up`: removes the leftover (and its container), warms, provisions.
                 const result = await rollout(stage, {
                     warmOver: { image: pushed(TAG), timeoutSeconds: 120 },
-                    versionOver: { registryServer: registry.server },
-                    instanceOver: { timeoutSeconds: 120, pollMs: 100 },
+                    instanceOver: { imageRef: pushed(TAG), timeoutSeconds: 120, pollMs: 100 },
                 });
                 const done = completed(result);
                 assert.equal(done.warm?.leftoversRemoved, 1);

@@ -18,7 +18,7 @@ import { RequestLogEntry } from "../../sandbox/emulators/server";
 import { assertDockerRunning, buildFixture, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, RunResult, runScript, startRegistry } from "../../sandbox/docker";
 import { fakeCheckout, isSecretValue, runProgram } from "../program-harness";
 import { findLeaks } from "./leaks";
-import { closeStage, destroyRollout, instance, instanceInputs, REGISTRY_APP, rollout, RolloutResult, Stage, startStage, TAG, warm, warmInputs, workerVersion, versionInputs } from "./rollout";
+import { closeStage, configureStage, destroyRollout, instance, instanceInputs, REGISTRY_APP, rollout, RolloutResult, Stage, startStage, TAG, warm, warmInputs, workerVersion, versionInputs } from "./rollout";
 
 const SECRET_FIELDS = new Set(["internalApiKey", "flyApiToken", "kilocodeApiKey", "gatewayToken"]);
 
@@ -161,13 +161,16 @@ describe("secret hygiene", function () {
     describe("the providers against the emulators", () => {
         let stage: Stage;
         let done: RolloutResult;
-        const keys = () => ({ internalApiKey: secrets.internalApiKey });
+        /** The stack config the providers read their access from: this run's secrets, or wrong ones for the error cases. */
+        const useKeys = (over: Record<string, string> = {}) =>
+            configureStage(stage, { "kiloclaw:internalApiKey": secrets.internalApiKey, "kiloclaw:flyApiToken": secrets.flyApiToken, ...over });
 
         before(async () => {
             stage = await startStage({
                 fly: { token: secrets.flyApiToken },
                 devVars: { INTERNAL_API_SECRET: secrets.internalApiKey, GATEWAY_TOKEN_SECRET: secrets.gatewayTokenSecret, FLY_API_TOKEN: secrets.flyApiToken },
             });
+            await useKeys();
         });
 
         after(async () => {
@@ -185,11 +188,7 @@ describe("secret hygiene", function () {
         };
 
         it("a rollout and its destroy emit no secret in their non-secret outputs", async () => {
-            done = await rollout(stage, {
-                warmOver: { flyApiToken: secrets.flyApiToken },
-                versionOver: keys(),
-                instanceOver: { ...keys(), kilocodeApiKey: secrets.kilocodeApiKey },
-            });
+            done = await rollout(stage, { instanceOver: { kilocodeApiKey: secrets.kilocodeApiKey } });
             assert.ok(done.completed, done.error?.message);
             const gatewayToken = done.instance!.outs.gatewayToken;
             assert.match(String(gatewayToken), /^[0-9a-f]{64}$/);
@@ -198,33 +197,36 @@ describe("secret hygiene", function () {
             capture("outputs: WorkerImageVersion", JSON.stringify(nonSecretOuts(done.version as unknown as Record<string, unknown>)));
             capture("outputs: WorkerInstance", JSON.stringify(nonSecretOuts(done.instance!.outs as unknown as Record<string, unknown>)));
             const read = await instance.read(done.instance!.id, done.instance!.outs);
-            capture("outputs: WorkerInstance read", JSON.stringify(nonSecretOuts(read.props)));
+            capture("outputs: WorkerInstance read", JSON.stringify(nonSecretOuts(read.props as unknown as Record<string, unknown>)));
             await destroyRollout(done);
         });
 
         it("error messages carry no secret (403, 401, worker down, tag mismatch, 409, Fly 503, worker 500)", async () => {
-            const wrongKey = { internalApiKey: secrets.wrongInternalApiKey };
-            assert.match(await errorOf("403 publishing", workerVersion.create(versionInputs(stage, wrongKey))), /403/);
-            assert.match(await errorOf("403 provisioning", instance.create(instanceInputs(stage, { ...wrongKey, kilocodeApiKey: secrets.kilocodeApiKey }))), /403/);
-            assert.match(await errorOf("401 from Fly", warm.create(warmInputs(stage, { flyApiToken: secrets.wrongFlyToken }))), /401/);
-            const down = `http://127.0.0.1:${await freePort()}`;
-            assert.match(await errorOf("worker down", instance.create(instanceInputs(stage, { ...keys(), kilocodeApiKey: secrets.kilocodeApiKey, workerUrl: down }))), /not reachable/);
+            const withKey = { kilocodeApiKey: secrets.kilocodeApiKey };
+            await useKeys({ "kiloclaw:internalApiKey": secrets.wrongInternalApiKey, "kiloclaw:flyApiToken": secrets.wrongFlyToken });
+            assert.match(await errorOf("403 publishing", workerVersion.create(versionInputs(stage))), /403/);
+            assert.match(await errorOf("403 provisioning", instance.create(instanceInputs(stage, withKey))), /403/);
+            assert.match(await errorOf("401 from Fly", warm.create(warmInputs(stage))), /401/);
+            await useKeys({ "kiloclaw:workerUrl": `http://127.0.0.1:${await freePort()}` });
+            assert.match(await errorOf("worker down", instance.create(instanceInputs(stage, withKey))), /not reachable/);
+            await useKeys();
 
             // Tag mismatch: .dev.vars moved to a new tag, the running worker did not.
-            await workerVersion.create(versionInputs(stage, { ...keys(), imageTag: "dev-5ec2e75ec2e7" }));
+            await workerVersion.create(versionInputs(stage, { imageTag: "dev-5ec2e75ec2e7" }));
+            const newRef = `registry.fly.io/${REGISTRY_APP}:dev-5ec2e75ec2e7`;
             assert.match(
-                await errorOf("tag mismatch", instance.create(instanceInputs(stage, { ...keys(), kilocodeApiKey: secrets.kilocodeApiKey, imageTag: "dev-5ec2e75ec2e7" }))),
-                /not "dev-5ec2e75ec2e7"/,
+                await errorOf("tag mismatch", instance.create(instanceInputs(stage, { ...withKey, imageTag: "dev-5ec2e75ec2e7", imageRef: newRef }))),
+                /not registry\.fly\.io\/[\w-]+:dev-5ec2e75ec2e7/,
             );
-            await workerVersion.create(versionInputs(stage, keys()));
+            await workerVersion.create(versionInputs(stage));
 
             stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" }, times: 2 });
-            assert.match(await errorOf("409 twice", instance.create(instanceInputs(stage, { ...keys(), kilocodeApiKey: secrets.kilocodeApiKey }))), /409/);
+            assert.match(await errorOf("409 twice", instance.create(instanceInputs(stage, withKey))), /409/);
             stage.fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${REGISTRY_APP}/machines$`), status: 503, times: Infinity });
-            assert.match(await errorOf("Fly 503 on every create", warm.create(warmInputs(stage, { flyApiToken: secrets.flyApiToken }))), /503/);
+            assert.match(await errorOf("Fly 503 on every create", warm.create(warmInputs(stage))), /503/);
             stage.fly.clearFaults();
             stage.fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${devFlyAppName(stage.userId)}/machines$`), status: 500, body: { error: "internal" } });
-            assert.match(await errorOf("worker 500 mid-provision", instance.create(instanceInputs(stage, { ...keys(), kilocodeApiKey: secrets.kilocodeApiKey }))), /500/);
+            assert.match(await errorOf("worker 500 mid-provision", instance.create(instanceInputs(stage, withKey))), /500/);
             const leaks = await findLeaks({ flies: [stage.fly], workers: [{ worker: stage.worker, userIds: [stage.userId] }] });
             assert.deepEqual(leaks, []);
         });

@@ -6,6 +6,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pushedDigest } from "../../components/RegistryPush";
+import { configureFromStack } from "../../dynamic-providers/settings";
 import { warmMachineProvider } from "../../dynamic-providers/warmMachineProvider";
 import { workerImageVersionProvider } from "../../dynamic-providers/workerImageVersionProvider";
 import { workerInstanceProvider } from "../../dynamic-providers/workerInstanceProvider";
@@ -88,13 +89,12 @@ describe("a rollout on real Docker", function () {
         // The image must come from the registry, not from the local build.
         await removeImages([target]);
 
-        const warm = await warmMachineProvider.create!({
-            flyApiUrl: fly.url,
+        await configureFromStack({ config: { get: (k: string) => (({ "kiloclaw:flyApiUrl": fly.url, "kiloclaw:flyApiToken": registry.token, "kiloclaw:workerUrl": worker.url, "kiloclaw:internalApiKey": INTERNAL_KEY }) as Record<string, string>)[k], require: (k: string) => k } });
+        const warm = await warmMachineProvider.create({
             appName: REGISTRY_APP,
             region: "iad",
             image: target,
             env: { KILOCODE_API_KEY: "warm" },
-            flyApiToken: registry.token,
             owner: "kiloclaw-rollout.rehearsal",
             timeoutSeconds: 120,
             waitSeconds: 60,
@@ -108,41 +108,33 @@ describe("a rollout on real Docker", function () {
             imageTag: tag,
             imageDigest: digest,
             openclawVersion: version,
-            openclawPin: version,
-            registryServer: registry.server,
-            registryApp: REGISTRY_APP,
-            workerRegistryApp: REGISTRY_APP,
-            workerUrl: worker.url,
-            internalApiKey: INTERNAL_KEY,
             publish: true,
-            workerSettings: {},
-            envLocalKeys: [],
         });
         // The developer restarts `pnpm start` so the worker reads the new FLY_IMAGE_TAG.
         await worker.restart();
 
         const instanceInputs = {
-            workerUrl: worker.url,
             userId: USER,
             imageTag: tag,
+            imageRef: target,
             openclawVersion: version,
             region: "iad",
             kilocodeApiKey: "test-key",
-            internalApiKey: INTERNAL_KEY,
             expectedFlyAppName: devFlyAppName(USER),
             timeoutSeconds: 120,
             pollMs: 200,
         };
         const created = await workerInstanceProvider.create!(instanceInputs);
-        assert.equal(created.outs.status, "running");
-        assert.equal(created.outs.trackedImageTag, tag);
+        const outs = created.outs!;
+        assert.equal(outs.status, "running");
+        assert.equal(outs.runningImage, target);
         const running = await containersWithLabel(`${EMULATOR_LABEL}=1`);
         assert.equal(running.length, 1, `machine containers: ${running.join(", ")}`);
-        const port = fly.hostPort(devFlyAppName(USER), created.outs.flyMachineId);
+        const port = fly.hostPort(devFlyAppName(USER), outs.flyMachineId!);
         const page = await fetch(`http://127.0.0.1:${port}/`);
         assert.equal(page.status, 200);
 
-        await workerInstanceProvider.delete!(created.id, created.outs);
+        await workerInstanceProvider.delete!(created.id, outs);
         assert.equal(worker.instance(USER), undefined);
         let left: string[] = ["?"];
         for (let i = 0; i < 100 && left.length; i++) {

@@ -7,13 +7,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { warmMachineProvider, WarmMachineInputs, WARM_OWNER_KEY } from "../../dynamic-providers/warmMachineProvider";
 import { workerImageVersionProvider, WorkerImageVersionInputs } from "../../dynamic-providers/workerImageVersionProvider";
 import { workerInstanceProvider, WorkerInstanceInputs } from "../../dynamic-providers/workerInstanceProvider";
+import { configureFromStack } from "../../dynamic-providers/settings";
 import { devFlyAppName } from "../../lib/identity";
-import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { FlyEmulator, FlyEmulatorOptions } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
+import { WORKER_PROFILES, WorkerProfileName } from "../../sandbox/emulators/worker-profiles";
 import { scratchDir } from "../scratch";
 
 type Provider = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">>;
-const warm = warmMachineProvider as Provider;
+const warm = warmMachineProvider;
 const version = workerImageVersionProvider as Provider;
 const instance = workerInstanceProvider as Provider;
 
@@ -28,6 +30,17 @@ async function rejects(p: Promise<unknown>): Promise<Error> {
         return err as Error;
     }
     throw new Error("expected a rejection");
+}
+
+/** What the engine does before a provider runs: hands over the stack config the provider reads its access from. */
+async function configure(values: { workerUrl: string; flyApiUrl?: string; internalApiKey?: string; flyApiToken?: string }): Promise<void> {
+    const config: Record<string, string> = {
+        "kiloclaw:workerUrl": values.workerUrl,
+        "kiloclaw:internalApiKey": values.internalApiKey ?? INTERNAL_KEY,
+        "kiloclaw:flyApiUrl": values.flyApiUrl ?? "http://127.0.0.1:9",
+        "kiloclaw:flyApiToken": values.flyApiToken ?? FLY_TOKEN,
+    };
+    await configureFromStack({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } });
 }
 
 function devVarsFile(extra: Record<string, string> = {}): string {
@@ -49,20 +62,22 @@ describe("WarmMachine provider against the Fly emulator", function () {
     this.timeout(60_000);
     let fly: FlyEmulator;
     const inputs = (over: Partial<WarmMachineInputs> = {}): WarmMachineInputs => ({
-        flyApiUrl: fly.url,
         appName: "kiloclaw-dev",
         region: "iad",
         image: "registry.fly.io/kiloclaw-dev:dev-aaaaaaaaaaaa",
         env: { KILOCODE_API_KEY: "warm" },
-        flyApiToken: FLY_TOKEN,
         owner: "kiloclaw-rollout.test",
         timeoutSeconds: 30,
         waitSeconds: 60,
         ...over,
     });
-    beforeEach(async () => {
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
-    });
+    /** A Fly emulator, and the provider configured (as the engine does) with its URL and the token. */
+    async function startFly(opts: Partial<FlyEmulatorOptions> = {}): Promise<FlyEmulator> {
+        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, ...opts });
+        await configure({ workerUrl: "http://127.0.0.1:9", flyApiUrl: fly.url });
+        return fly;
+    }
+    beforeEach(() => startFly());
     afterEach(() => fly.close());
 
     it("creates a machine with the placeholder key, waits for started, then destroys it", async () => {
@@ -80,7 +95,7 @@ describe("WarmMachine provider against the Fly emulator", function () {
     it("loops on 408 during a first pull: two timeouts, then started", async () => {
         await fly.close();
         // Each wait is 60 contract seconds = 600 ms, and wait calls start 1 s apart: the pull (2.5 s) outlasts two.
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 2500 });
+        await startFly({ firstPullDelayMs: 2500 });
         const { id, outs } = await warm.create(inputs({ timeoutSeconds: 120 }));
         assert.equal(outs.waitTimeouts, 2);
         const waits = fly.requests.filter((r) => r.path.endsWith(`/${id}/wait`) && r.query.state === "started");
@@ -90,7 +105,7 @@ describe("WarmMachine provider against the Fly emulator", function () {
 
     it("destroys the machine even when the wait fails, and says what to do", async () => {
         await fly.close();
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 3_600_000 });
+        await startFly({ firstPullDelayMs: 3_600_000 });
         const err = await rejects(warm.create(inputs({ timeoutSeconds: 1, waitSeconds: 60 })));
         assert.match(err.message, /did not reach "started" within 1s/);
         assert.match(err.message, /last state "replacing"/);
@@ -138,243 +153,334 @@ describe("WarmMachine provider against the Fly emulator", function () {
     });
 
     it("explains a refused token", async () => {
-        const err = await rejects(warm.create(inputs({ flyApiToken: "fm2_wrong" })));
+        await configure({ workerUrl: "http://127.0.0.1:9", flyApiUrl: fly.url, flyApiToken: "fm2_wrong" });
+        const err = await rejects(warm.create(inputs()));
         assert.match(err.message, /\(401\)/);
         assert.match(err.message, /kiloclaw:flyApiToken/);
         assert.match(err.message, /fly tokens deploy/);
         assert.ok(!err.message.includes("fm2_wrong"), "the token leaked into the message");
     });
 
-    it("diff: a new image replaces, a new token only updates, the same inputs change nothing", async () => {
+    it("diff: a new image replaces, a new deadline only updates, the same inputs change nothing", async () => {
         const olds = { ...inputs(), machineId: "m", waitTimeouts: 0, leftoversRemoved: 0 };
         assert.deepEqual(await warm.diff("m", olds, inputs()), { changes: false, replaces: [], deleteBeforeReplace: false });
         const bumped = await warm.diff("m", olds, inputs({ image: "registry.fly.io/kiloclaw-dev:dev-new" }));
         assert.deepEqual(bumped.replaces, ["image"]);
-        const token = await warm.diff("m", olds, inputs({ flyApiToken: "fm2_rotated" }));
-        assert.equal(token.changes, true);
-        assert.deepEqual(token.replaces, []);
+        const deadline = await warm.diff("m", olds, inputs({ timeoutSeconds: 600 }));
+        assert.equal(deadline.changes, true);
+        assert.deepEqual(deadline.replaces, []);
         assert.equal(fly.requests.length, 0, "diff must not call Fly");
     });
-});
 
-describe("WorkerImageVersion provider", function () {
-    this.timeout(30_000);
-    let fly: FlyEmulator;
-    let worker: WorkerEmulator;
-    let devVars: string;
-    const inputs = (over: Partial<WorkerImageVersionInputs> = {}): WorkerImageVersionInputs => ({
-        devVarsPath: devVars,
-        imageTag: "dev-111111111111",
-        openclawVersion: "2026.2.9",
-        openclawPin: "2026.2.9",
-        registryServer: "registry.fly.io",
-        registryApp: "kiloclaw-dev",
-        workerRegistryApp: "kiloclaw-dev",
-        workerUrl: worker.url,
-        internalApiKey: INTERNAL_KEY,
-        publish: true,
-        workerSettings: {},
-        envLocalKeys: [],
-        ...over,
-    });
-    beforeEach(async () => {
-        devVars = devVarsFile({ FLY_IMAGE_TAG: "dev-old", OPENCLAW_VERSION: "2026.2.8" });
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
-        worker = await WorkerEmulator.start({ devVarsPath: devVars, flyApiUrl: fly.url });
-    });
-    afterEach(async () => {
-        await worker.close();
-        await fly.close();
+    it("keeps no access in the state: outputs hold no Fly URL or token, and an older state's token is dropped by an update", async () => {
+        const { outs } = await warm.create(inputs());
+        assert.ok(!("flyApiToken" in outs) && !("flyApiUrl" in outs), Object.keys(outs).join(", "));
+        assert.ok(!JSON.stringify(outs).includes(FLY_TOKEN));
+        const legacy = { ...outs, flyApiUrl: fly.url, flyApiToken: FLY_TOKEN } as typeof outs;
+        const diff = await warm.diff(outs.machineId, legacy, inputs());
+        assert.deepEqual([diff.changes, diff.replaces], [true, []]);
+        const updated = await warm.update(outs.machineId, legacy, inputs());
+        assert.ok(!("flyApiToken" in updated.outs) && !("flyApiUrl" in updated.outs));
+        assert.equal(updated.outs.machineId, outs.machineId);
     });
 
-    it("writes FLY_IMAGE_TAG and OPENCLAW_VERSION, keeps the rest, and publishes", async () => {
-        const { outs } = await version.create(inputs());
-        const text = fs.readFileSync(devVars, "utf8");
-        assert.match(text, /^# worker settings$/m);
-        assert.match(text, /^FLY_IMAGE_TAG=dev-111111111111$/m);
-        assert.match(text, /^OPENCLAW_VERSION=2026\.2\.9$/m);
-        assert.match(text, new RegExp(`^INTERNAL_API_SECRET=${INTERNAL_KEY}$`, "m"));
-        assert.equal(outs.previousImageTag, "dev-old");
-        assert.equal(outs.published, "published");
-        const publish = worker.requests.find((r) => r.path === "/api/platform/publish-image-version");
-        assert.deepEqual(publish?.body, { variant: "default", setLatest: true, openclawVersion: "2026.2.9", imageTag: "dev-111111111111" });
-        assert.equal(publish?.status, 201);
-    });
-
-    it("carries on when an older worker has no publish route (404)", async () => {
-        await worker.close();
-        worker = await WorkerEmulator.start({ devVarsPath: devVars, flyApiUrl: fly.url, publishRoute: false });
-        const { outs } = await version.create(inputs());
-        assert.equal(outs.published, "unsupported");
-        assert.match(fs.readFileSync(devVars, "utf8"), /^FLY_IMAGE_TAG=dev-111111111111$/m);
-    });
-
-    it("read reports a hand edit of .dev.vars as drift, and diff then replaces", async () => {
-        const { id, outs } = await version.create(inputs());
-        fs.writeFileSync(devVars, fs.readFileSync(devVars, "utf8").replace("dev-111111111111", "dev-handedited"));
-        const read = await version.read(id, outs);
-        assert.equal(read.props?.imageTag, "dev-handedited");
-        const diff = await version.diff(id, read.props, inputs());
-        assert.deepEqual(diff.replaces, ["imageTag"]);
-        const same = await version.diff(id, outs, inputs());
-        assert.equal(same.changes, false);
-    });
-
-    it("delete leaves .dev.vars as it is", async () => {
-        const { id, outs } = await version.create(inputs());
-        const before = fs.readFileSync(devVars, "utf8");
-        await version.delete(id, outs);
-        assert.equal(fs.readFileSync(devVars, "utf8"), before);
-    });
-
-    it("fails clearly on a missing .dev.vars and on a wrong key", async () => {
-        const missing = await rejects(version.create(inputs({ devVarsPath: path.join(os.tmpdir(), "nope", ".dev.vars") })));
-        assert.match(missing.message, /does not exist: copy \.dev\.vars\.example/);
-        const forbidden = await rejects(version.create(inputs({ internalApiKey: "wrong-key" })));
-        assert.match(forbidden.message, /403 Forbidden/);
-        assert.match(forbidden.message, /kiloclaw:internalApiKey/);
-        assert.ok(!forbidden.message.includes("wrong-key"));
+    it("delete uses today's Fly URL and token (a rotated token, a new kiloclaw:flyApiUrl), not the ones of the create", async () => {
+        const { outs } = await warm.create(inputs());
+        // The stack moves to another Fly API with a rotated token; a run that died there left a warm machine.
+        const rotated = await FlyEmulator.start({ token: "fm2_rotatedtoken", msPerSecond: MS_PER_SECOND });
+        try {
+            await configure({ workerUrl: "http://127.0.0.1:9", flyApiUrl: rotated.url, flyApiToken: "fm2_rotatedtoken" });
+            const res = await fetch(`${rotated.url}/v1/apps/kiloclaw-dev/machines`, {
+                method: "POST",
+                headers: { authorization: "FlyV1 fm2_rotatedtoken", "content-type": "application/json" },
+                body: JSON.stringify({ config: { image: outs.image, metadata: { [WARM_OWNER_KEY]: outs.owner } } }),
+            });
+            assert.equal(res.status, 200);
+            const before = fly.requests.length;
+            await warm.delete(outs.machineId, outs);
+            assert.equal(fly.requests.length, before, "delete called the old Fly API");
+            assert.ok(rotated.requests.some((r) => r.method === "DELETE" && r.status === 200), "delete did not reach the new Fly API with the new token");
+            assert.deepEqual(rotated.machines("kiloclaw-dev").filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+        } finally {
+            await rotated.close();
+        }
     });
 });
 
-describe("WorkerInstance provider against the worker and Fly emulators", function () {
-    this.timeout(60_000);
-    const USER = "user-provider-test";
-    const TAG = "dev-222222222222";
-    let fly: FlyEmulator;
-    let worker: WorkerEmulator;
-    let devVars: string;
-    const inputs = (over: Partial<WorkerInstanceInputs> = {}): WorkerInstanceInputs => ({
-        workerUrl: worker.url,
-        userId: USER,
-        imageTag: TAG,
-        openclawVersion: "2026.2.9",
-        region: "iad",
-        kilocodeApiKey: "test-key",
-        internalApiKey: INTERNAL_KEY,
-        expectedFlyAppName: devFlyAppName(USER),
-        timeoutSeconds: 20,
-        pollMs: 20,
-        ...over,
-    });
-    async function startWorker(opts: { autoStart?: boolean; tag?: string } = {}) {
-        devVars = devVarsFile({ FLY_IMAGE_TAG: opts.tag ?? TAG, OPENCLAW_VERSION: "2026.2.9" });
-        worker = await WorkerEmulator.start({ devVarsPath: devVars, flyApiUrl: fly.url, autoStart: opts.autoStart, destroyDelayMs: 30 });
-    }
-    beforeEach(async () => {
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
-        await startWorker();
-    });
-    afterEach(async () => {
-        await worker.close();
-        await fly.close();
-    });
 
-    it("provisions, waits for running, checks the tag and returns the status and gateway token", async () => {
-        const { id, outs } = await instance.create(inputs());
-        assert.equal(outs.status, "running");
-        assert.equal(outs.trackedImageTag, TAG);
-        assert.equal(outs.flyAppName, devFlyAppName(USER));
-        assert.equal(id, Buffer.from(USER).toString("base64url"));
-        assert.match(outs.gatewayToken, /^[0-9a-f]{64}$/);
-        const [machine] = fly.machines(devFlyAppName(USER));
-        assert.equal(machine.config.image, `registry.fly.io/kiloclaw-dev:${TAG}`);
-        assert.equal(outs.flyMachineId, machine.id);
-    });
+for (const profile of WORKER_PROFILES) {
+    describeWorkerImageVersion(profile);
+    describeWorkerInstance(profile);
+}
 
-    it("starts the instance on an older worker that does not auto-start", async () => {
-        await worker.close();
-        await startWorker({ autoStart: false });
-        const { outs } = await instance.create(inputs());
-        assert.equal(outs.status, "running");
-        assert.ok(worker.requests.some((r) => r.path === "/api/platform/start" && r.status === 200));
-    });
+function describeWorkerImageVersion(profile: WorkerProfileName) {
+    describe(`WorkerImageVersion provider (${profile} worker)`, function () {
+        this.timeout(30_000);
+        let fly: FlyEmulator;
+        let worker: WorkerEmulator;
+        let devVars: string;
+        const inputs = (over: Partial<WorkerImageVersionInputs> = {}): WorkerImageVersionInputs => ({
+            devVarsPath: devVars,
+            imageTag: "dev-111111111111",
+            openclawVersion: "2026.2.9",
+            publish: true,
+            ...over,
+        });
+        beforeEach(async () => {
+            devVars = devVarsFile({ FLY_IMAGE_TAG: "dev-old", OPENCLAW_VERSION: "2026.2.8" });
+            fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
+            worker = await WorkerEmulator.start({ profile, devVarsPath: devVars, flyApiUrl: fly.url });
+            await configure({ workerUrl: worker.url, flyApiUrl: fly.url });
+        });
+        afterEach(async () => {
+            await worker.close();
+            await fly.close();
+        });
 
-    it("names pnpm start and the URL when the worker is down", async () => {
-        const url = worker.url;
-        await worker.close();
-        const err = await rejects(instance.create(inputs({ workerUrl: url })));
-        assert.match(err.message, /not reachable at http:\/\/127\.0\.0\.1:\d+/);
-        assert.match(err.message, /pnpm start/);
-        assert.match(err.message, /lsof -i :\d+/);
-        await startWorker();
-    });
+        it("writes FLY_IMAGE_TAG and OPENCLAW_VERSION, keeps the rest, and publishes where the worker can", async () => {
+            const { outs } = await version.create(inputs());
+            const text = fs.readFileSync(devVars, "utf8");
+            assert.match(text, /^# worker settings$/m);
+            assert.match(text, /^FLY_IMAGE_TAG=dev-111111111111$/m);
+            assert.match(text, /^OPENCLAW_VERSION=2026\.2\.9$/m);
+            assert.match(text, new RegExp(`^INTERNAL_API_SECRET=${INTERNAL_KEY}$`, "m"));
+            assert.equal(outs.previousImageTag, "dev-old");
+            const publish = worker.requests.find((r) => r.path === "/api/platform/publish-image-version");
+            assert.deepEqual(publish?.body, { variant: "default", setLatest: true, openclawVersion: "2026.2.9", imageTag: "dev-111111111111" });
+            // The early worker has no route: its 401 session catch-all means "carry on".
+            assert.equal(outs.published, profile === "early" ? "unsupported" : "published");
+            assert.equal(publish?.status, profile === "early" ? 401 : 201);
+        });
 
-    it("explains a wrong internal key (403) without printing it", async () => {
-        const err = await rejects(instance.create(inputs({ internalApiKey: "not-the-key" })));
-        assert.match(err.message, /403 Forbidden/);
-        assert.match(err.message, /INTERNAL_API_SECRET/);
-        assert.ok(!err.message.includes("not-the-key"));
-    });
+        it("a failed publish leaves .dev.vars as it was", async () => {
+            const before = fs.readFileSync(devVars, "utf8");
+            worker.inject({ method: "POST", path: "/api/platform/publish-image-version", status: 500, body: { error: "publish failed" } });
+            const err = await rejects(version.create(inputs()));
+            assert.match(err.message, /Publishing openclaw 2026\.2\.9 → dev-111111111111 failed \(500/);
+            assert.equal(fs.readFileSync(devVars, "utf8"), before);
+        });
 
-    it("handles a 409 on provision by destroying through the worker and provisioning again", async () => {
-        worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } });
-        const { outs } = await instance.create(inputs());
-        assert.equal(outs.status, "running");
-        const provisions = worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status);
-        assert.deepEqual(provisions, [409, 201]);
-    });
+        it("read reports a hand edit of .dev.vars as drift, and diff then replaces", async () => {
+            const { id, outs } = await version.create(inputs());
+            fs.writeFileSync(devVars, fs.readFileSync(devVars, "utf8").replace("dev-111111111111", "dev-handedited"));
+            const read = await version.read(id, outs);
+            assert.equal(read.props?.imageTag, "dev-handedited");
+            const diff = await version.diff(id, read.props, inputs());
+            assert.deepEqual(diff.replaces, ["imageTag"]);
+            const same = await version.diff(id, outs, inputs());
+            assert.equal(same.changes, false);
+        });
 
-    it("destroys an existing instance first (a new image needs destroy + provision)", async () => {
-        await instance.create(inputs());
-        const firstMachine = fly.machines(devFlyAppName(USER))[0].id;
-        const { outs } = await instance.create(inputs());
-        assert.notEqual(outs.flyMachineId, firstMachine);
-        assert.equal(fly.machine(devFlyAppName(USER), firstMachine)?.state, "destroyed");
-    });
+        it("delete leaves .dev.vars as it is", async () => {
+            const { id, outs } = await version.create(inputs());
+            const before = fs.readFileSync(devVars, "utf8");
+            await version.delete(id, outs);
+            assert.equal(fs.readFileSync(devVars, "utf8"), before);
+        });
 
-    it("fails with the restart fix when the worker has not picked up the tag, leaving no instance", async () => {
-        await worker.close();
-        await startWorker({ tag: "dev-old000000000" });
-        // The file moves on, the running worker does not (wrangler dev reads .dev.vars at start).
-        fs.writeFileSync(devVars, fs.readFileSync(devVars, "utf8").replace("dev-old000000000", TAG));
-        const err = await rejects(instance.create(inputs()));
-        assert.match(err.message, /with image tag "dev-old000000000", not "dev-222222222222"/);
-        assert.match(err.message, /pnpm start/);
-        assert.match(err.message, /pulumi up/);
-        const status = worker.requests.filter((r) => r.path === "/api/platform/destroy");
-        assert.equal(status.length, 1);
-        assert.equal(worker.instance(USER), undefined);
-        // After the restart, the same inputs converge.
-        await worker.restart();
-        const { outs } = await instance.create(inputs());
-        assert.equal(outs.trackedImageTag, TAG);
+        it("fails clearly on a missing .dev.vars and on a wrong key from the stack config", async () => {
+            const missing = await rejects(version.create(inputs({ devVarsPath: path.join(os.tmpdir(), "nope", ".dev.vars") })));
+            assert.match(missing.message, /does not exist: copy \.dev\.vars\.example/);
+            await configure({ workerUrl: worker.url, internalApiKey: "wrong-key" });
+            const forbidden = await rejects(version.create(inputs()));
+            assert.match(forbidden.message, /403 Forbidden/);
+            assert.match(forbidden.message, /kiloclaw:internalApiKey/);
+            assert.ok(!forbidden.message.includes("wrong-key"));
+        });
     });
+}
 
-    it("waits through a 408 first pull instead of re-provisioning", async () => {
-        await worker.close();
-        await fly.close();
-        fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 900 });
-        await startWorker();
-        const { outs } = await instance.create(inputs());
-        assert.equal(outs.status, "running");
-        assert.equal(worker.requests.filter((r) => r.path === "/api/platform/provision").length, 1);
-    });
+function describeWorkerInstance(profile: WorkerProfileName) {
+    describe(`WorkerInstance provider (${profile} worker, Fly emulator)`, function () {
+        this.timeout(60_000);
+        const USER = "user-provider-test";
+        const TAG = "dev-222222222222";
+        const IMAGE = `registry.fly.io/kiloclaw-dev:${TAG}`;
+        let fly: FlyEmulator;
+        let worker: WorkerEmulator;
+        let devVars: string;
+        const inputs = (over: Partial<WorkerInstanceInputs> = {}): WorkerInstanceInputs => ({
+            userId: USER,
+            imageTag: TAG,
+            imageRef: IMAGE,
+            openclawVersion: "2026.2.9",
+            region: "iad",
+            kilocodeApiKey: "test-key",
+            expectedFlyAppName: devFlyAppName(USER),
+            timeoutSeconds: 20,
+            pollMs: 20,
+            ...over,
+        });
+        async function startWorker(opts: { tag?: string; fly?: FlyEmulator } = {}) {
+            devVars = devVarsFile({ FLY_IMAGE_TAG: opts.tag ?? TAG, OPENCLAW_VERSION: "2026.2.9" });
+            worker = await WorkerEmulator.start({ profile, devVarsPath: devVars, flyApiUrl: fly.url, msPerSecond: MS_PER_SECOND });
+            await configure({ workerUrl: worker.url, flyApiUrl: fly.url });
+        }
+        const posts = (route: string) => worker.requests.filter((r) => r.method === "POST" && r.path === `/api/platform/${route}`);
+        beforeEach(async () => {
+            fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
+            await startWorker();
+        });
+        afterEach(async () => {
+            await worker.close();
+            await fly.close();
+        });
 
-    it("delete destroys through the worker and waits until the status is null; already gone is fine", async () => {
-        const { id, outs } = await instance.create(inputs());
-        await instance.delete(id, outs);
-        assert.equal(worker.instance(USER), undefined);
-        const statuses = worker.requests.filter((r) => r.path === "/api/platform/status").map((r) => r.status);
-        assert.ok(statuses.length >= 1);
-        await instance.delete(id, outs);
-        const destroys = worker.requests.filter((r) => r.path === "/api/platform/destroy").map((r) => [r.status, (r as any).body?.userId]);
-        assert.deepEqual(destroys.slice(-2), [[200, USER], [500, USER]]);
-        assert.ok(!fly.requests.some((r) => r.method === "DELETE" && r.path.startsWith("/v1/apps/") && !r.path.includes("/machines") && !r.path.includes("/volumes")));
-    });
+        it("provisions, waits for running, verifies the machine's image on Fly and the gateway, returns status and token", async () => {
+            const { id, outs } = await instance.create(inputs());
+            assert.equal(outs.status, "running");
+            assert.equal(outs.flyAppName, devFlyAppName(USER));
+            assert.equal(id, Buffer.from(USER).toString("base64url"));
+            assert.match(outs.gatewayToken ?? "", /^[0-9a-f]{64}$/);
+            const [machine] = fly.machines(devFlyAppName(USER));
+            assert.equal(machine.config.image, IMAGE);
+            assert.equal(outs.runningImage, IMAGE);
+            assert.equal(outs.flyMachineId, machine.id);
+            assert.ok(fly.requests.some((r) => r.method === "GET" && r.path.endsWith(`/machines/${machine.id}`)), "the image was not read from Fly");
+            // The early worker has no gateway/status (its 401 catch-all); the others report the gateway's own state.
+            assert.equal(outs.gatewayState, profile === "early" ? "unsupported" : "running");
+            // Only the newest worker accepts a pinned tag; the early one leaves the start to us.
+            assert.equal((posts("provision")[0].body as { pinnedImageTag?: string }).pinnedImageTag, profile === "newest" ? TAG : undefined);
+            assert.equal(posts("start").length > 0, profile === "early");
+            assert.equal(posts("provision").length, 1);
+        });
 
-    it("refresh drops an instance destroyed out of band; diff replaces on a new tag, delete first", async () => {
-        const { id, outs } = await instance.create(inputs());
-        const live = await instance.read(id, outs);
-        assert.equal(live.id, id);
-        assert.equal(live.props?.status, "running");
-        await worker.destroyOutOfBand(USER);
-        const gone = await instance.read(id, outs);
-        assert.equal(gone.id, "");
-        const diff = await instance.diff(id, outs, inputs({ imageTag: "dev-333333333333" }));
-        assert.deepEqual(diff.replaces, ["imageTag"]);
-        assert.equal(diff.deleteBeforeReplace, true);
-        const none = await instance.diff(id, outs, inputs());
-        assert.equal(none.changes, false);
+        it("names pnpm start and the URL when the worker is down", async () => {
+            const url = worker.url;
+            await worker.close();
+            const err = await rejects(instance.create(inputs()));
+            assert.ok(err.message.includes(`not reachable at ${url}`), err.message);
+            assert.match(err.message, /pnpm start/);
+            assert.match(err.message, /lsof -i :\d+/);
+            await startWorker();
+        });
+
+        it("explains a wrong internal key (403) without printing it", async () => {
+            await configure({ workerUrl: worker.url, flyApiUrl: fly.url, internalApiKey: "not-the-key" });
+            const err = await rejects(instance.create(inputs()));
+            assert.match(err.message, /403 Forbidden/);
+            assert.match(err.message, /INTERNAL_API_SECRET/);
+            assert.ok(!err.message.includes("not-the-key"));
+        });
+
+        it("handles a 409 on provision by destroying through the worker and provisioning again", async () => {
+            worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } });
+            const { outs } = await instance.create(inputs());
+            assert.equal(outs.status, "running");
+            assert.deepEqual(posts("provision").map((r) => r.status), [409, 201]);
+        });
+
+        it("destroys an existing instance first (a new image needs destroy + provision)", async () => {
+            await instance.create(inputs());
+            const firstMachine = fly.machines(devFlyAppName(USER))[0].id;
+            const { outs } = await instance.create(inputs());
+            assert.notEqual(outs.flyMachineId, firstMachine);
+            assert.equal(fly.machine(devFlyAppName(USER), firstMachine)?.state, "destroyed");
+        });
+
+        it("a worker that has not picked up the tag: older ones get the restart fix, the newest runs the pinned tag", async () => {
+            await worker.close();
+            await startWorker({ tag: "dev-old000000000" });
+            // The file moves on, the running worker does not (wrangler dev reads .dev.vars at start).
+            fs.writeFileSync(devVars, fs.readFileSync(devVars, "utf8").replace("dev-old000000000", TAG));
+            if (profile === "newest") {
+                const { outs } = await instance.create(inputs());
+                assert.equal(outs.runningImage, IMAGE);
+                assert.equal(posts("destroy").length, 0);
+                return;
+            }
+            const err = await rejects(instance.create(inputs()));
+            assert.ok(err.message.includes(`on registry.fly.io/kiloclaw-dev:dev-old000000000, not ${IMAGE}`), err.message);
+            assert.match(err.message, /pnpm start/);
+            assert.match(err.message, /destroyed through the worker/);
+            assert.equal(posts("destroy").length, 1);
+            assert.equal(worker.instance(USER), undefined);
+            // After the restart, the same inputs converge.
+            await worker.restart();
+            const { outs } = await instance.create(inputs());
+            assert.equal(outs.runningImage, IMAGE);
+        });
+
+        it("waits through a 408 first pull instead of re-provisioning", async () => {
+            await worker.close();
+            await fly.close();
+            fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND, firstPullDelayMs: 900 });
+            await startWorker();
+            const { outs } = await instance.create(inputs());
+            assert.equal(outs.status, "running");
+            assert.equal(posts("provision").length, 1);
+        });
+
+        it("a provision answered after the client's timeout is not sent again: the status says how it went", async () => {
+            worker.inject({ method: "POST", path: "/api/platform/provision", delayMs: 1500 });
+            const { outs } = await instance.create(inputs({ requestTimeoutSeconds: 1 }));
+            assert.equal(outs.status, "running");
+            assert.equal(posts("provision").length, 1);
+        });
+
+        it("fails with the runbook's gateway steps when the gateway never answers (where the worker reports it)", async () => {
+            worker.setGateway("crashed");
+            if (profile === "early") {
+                const { outs } = await instance.create(inputs());
+                assert.equal(outs.gatewayState, "unsupported");
+                return;
+            }
+            const err = await rejects(instance.create(inputs({ timeoutSeconds: 2 })));
+            assert.match(err.message, /is "running" but its gateway is not \(state "crashed"\)/);
+            assert.match(err.message, /fly status --app dev-/);
+            assert.match(err.message, /curl -s http:\/\/localhost:18789\//);
+            assert.equal(worker.instance(USER), undefined, "the instance the failed create left was not removed");
+        });
+
+        it("delete destroys through the worker and waits until the status is null; already gone is fine", async () => {
+            const { id, outs } = await instance.create(inputs());
+            await instance.delete(id, outs!);
+            assert.equal(worker.instance(USER), undefined);
+            await instance.delete(id, outs!);
+            // The second delete reads a null status and sends nothing.
+            assert.equal(posts("destroy").length, 1);
+            assert.ok(!fly.requests.some((r) => r.method === "DELETE" && r.path.startsWith("/v1/apps/") && !r.path.includes("/machines") && !r.path.includes("/volumes")));
+        });
+
+        it("destroy waits out a `restoring` instead of failing on it", async () => {
+            const { id, outs } = await instance.create(inputs());
+            worker.setStatus(USER, "restoring", 30);
+            await instance.delete(id, outs!);
+            assert.equal(worker.instance(USER), undefined);
+            assert.deepEqual(posts("destroy").map((r) => r.status), [200]);
+        });
+
+        it("delete uses the worker URL and key of the current stack config, not those of create", async () => {
+            const { id, outs } = await instance.create(inputs());
+            const other = await WorkerEmulator.start({ profile, devVarsPath: devVars, flyApiUrl: fly.url, msPerSecond: MS_PER_SECOND });
+            try {
+                await configure({ workerUrl: other.url, flyApiUrl: fly.url, internalApiKey: "rotated-key" });
+                const refused = await rejects(instance.delete(id, outs!));
+                assert.match(refused.message, /403 Forbidden/);
+                assert.equal(other.requests.length, 1, "the new URL was not used");
+                assert.equal(worker.requests.filter((r) => r.path === "/api/platform/destroy").length, 0);
+                await configure({ workerUrl: worker.url, flyApiUrl: fly.url });
+                await instance.delete(id, outs!);
+                assert.equal(worker.instance(USER), undefined);
+            } finally {
+                await other.close();
+            }
+        });
+
+        it("refresh drops an instance destroyed out of band, keeps one the worker is restarting; diff replaces on a new tag only", async () => {
+            const { id, outs } = await instance.create(inputs());
+            worker.setStatus(USER, "restarting");
+            const restarting = await instance.read(id, outs);
+            assert.equal(restarting.id, id);
+            assert.equal((await instance.diff(id, restarting.props!, inputs())).changes, false);
+            await worker.destroyOutOfBand(USER);
+            const gone = await instance.read(id, outs);
+            assert.equal(gone.id, "");
+            const diff = await instance.diff(id, outs!, inputs({ imageTag: "dev-333333333333", imageRef: "registry.fly.io/kiloclaw-dev:dev-333333333333" }));
+            assert.deepEqual(diff.replaces, ["imageTag", "imageRef"]);
+            assert.equal(diff.deleteBeforeReplace, true);
+            const none = await instance.diff(id, outs!, inputs());
+            assert.equal(none.changes, false);
+        });
     });
-});
+}

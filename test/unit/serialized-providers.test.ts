@@ -23,6 +23,7 @@ describe("serialized providers (the __provider text in the state)", function () 
     let texts: Record<string, string>;
     let inputsByType: Record<string, Record<string, any>>;
     let kiloclawDir: string;
+    let config: Record<string, string>;
 
     before(async () => {
         fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: 10 });
@@ -39,7 +40,7 @@ describe("serialized providers (the __provider text in the state)", function () 
         kiloclawDir = fakeCheckout({ devVars }).kiloclawDir;
         // Stands in for the restart that makes the worker read the new tag.
         worker = await WorkerEmulator.start({ devVarsPath: path.join(kiloclawDir, ".dev.vars"), flyApiUrl: fly.url, reloadDevVarsOnRequest: true });
-        const config = {
+        config = {
             "kiloclaw:kiloclawDir": kiloclawDir,
             "kiloclaw:userId": USER,
             "kiloclaw:imageRef": `registry.fly.io/kiloclaw-dev:${TAG}`,
@@ -63,7 +64,21 @@ describe("serialized providers (the __provider text in the state)", function () 
         await fly.close();
     });
 
-    const load = (t: string) => requireFromString(texts[t], `${t}.js`).handler();
+    /** Deserialized as the dynamic-provider host does it, then configured with the stack config (secrets from .dev.vars). */
+    const load = (t: string) => {
+        const provider = requireFromString(texts[t], `${t}.js`).handler();
+        return { provider, configured: provider.configure?.({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } }) };
+    };
+
+    it("keeps access out of the state: no worker URL, key, Fly URL or token among the inputs", () => {
+        for (const t of ["WorkerImageVersion", "WorkerInstance"]) {
+            for (const key of ["workerUrl", "internalApiKey", "flyApiUrl", "flyApiToken"]) assert.ok(!(key in inputsByType[t]), `${t} stores ${key}`);
+        }
+        // Policy-only facts are the component's props, not the provider's inputs.
+        for (const key of ["openclawPin", "registryServer", "registryApp", "workerRegistryApp", "workerSettings", "envLocalKeys"]) {
+            assert.ok(!(key in inputsByType.WorkerImageVersion), `WorkerImageVersion's provider gets ${key}`);
+        }
+    });
 
     it("captures no secret, agent or local path module by value", () => {
         for (const [t, text] of Object.entries(texts)) {
@@ -74,18 +89,21 @@ describe("serialized providers (the __provider text in the state)", function () 
     });
 
     it("runs the whole rollout from the deserialized providers", async () => {
-        const warm = load("WarmMachine");
+        const { provider: warm, configured: warmConfigured } = load("WarmMachine");
+        await warmConfigured;
         const w = await warm.create(inputsByType.WarmMachine);
         assert.equal(fly.machine("kiloclaw-dev", w.id)?.state, "destroyed");
 
-        const version = load("WorkerImageVersion");
+        const { provider: version, configured: versionConfigured } = load("WorkerImageVersion");
+        await versionConfigured;
         await version.create(inputsByType.WorkerImageVersion);
         assert.match(fs.readFileSync(path.join(kiloclawDir, ".dev.vars"), "utf8"), new RegExp(`^FLY_IMAGE_TAG=${TAG}$`, "m"));
 
-        const instance = load("WorkerInstance");
+        const { provider: instance, configured: instanceConfigured } = load("WorkerInstance");
+        await instanceConfigured;
         const created = await instance.create({ ...inputsByType.WorkerInstance, pollMs: 20 });
         assert.equal(created.outs.status, "running");
-        assert.equal(created.outs.trackedImageTag, TAG);
+        assert.equal(created.outs.runningImage, `registry.fly.io/kiloclaw-dev:${TAG}`);
         assert.equal(created.outs.flyAppName, devFlyAppName(USER));
         const read = await instance.read(created.id, created.outs);
         assert.equal(read.props.status, "running");

@@ -76,6 +76,8 @@ describe("WorkerEmulator", function () {
     }
 
     const flyCalls = () => fly.requests.length;
+    /** Fly calls that change something (the live check after a status read only GETs). */
+    const flyWrites = () => fly.requests.filter((q) => q.method !== "GET").length;
 
     beforeEach(async () => {
         dir = fs.mkdtempSync(path.join(os.tmpdir(), "worker-emu-"));
@@ -131,7 +133,11 @@ describe("WorkerEmulator", function () {
             assert.equal(bigMachine.status, 400);
             assert.equal(bigMachine.body.details.machineSize.length, 2);
 
-            assert.equal((await call(w, "POST", "destroy", {})).body.details.userId[0], "Required");
+            // zod 4 wording from the current worker on, zod 3 before.
+            assert.equal((await call(w, "POST", "destroy", {})).body.details.userId[0], "Invalid input: expected string, received undefined");
+            assert.match(bigMachine.body.details.machineSize.join("; "), /Too big: expected number to be <=8/);
+            const early = await startWorker({ profile: "early" });
+            assert.equal((await call(early, "POST", "destroy", {})).body.details.userId[0], "Required");
             assert.deepEqual(await call(w, "GET", "status"), { status: 400, body: { error: "userId query parameter is required" } });
             assert.equal(flyCalls(), 0);
         });
@@ -176,11 +182,13 @@ describe("WorkerEmulator", function () {
                 kiloclaw_user_id: userId,
                 kiloclaw_sandbox_id: sandboxIdFor(userId),
                 kiloclaw_openclaw_version: "2026.2.9",
+                kiloclaw_image_variant: "default",
             });
             assert.deepEqual(machine.config.guest, { cpus: 2, memory_mb: 3072, cpu_kind: "shared" });
             assert.equal(machine.config.services?.[0].internal_port, 18789);
             const [volume] = fly.volumes(appName);
-            assert.equal(volume.name, `kiloclaw_${sandboxIdFor(userId)}`);
+            // The current worker lowercases and sanitises volume names.
+            assert.equal(volume.name, `kiloclaw_${sandboxIdFor(userId)}`.toLowerCase());
             assert.equal(volume.id, s.flyVolumeId);
 
             const wait = fly.requests.find((q) => q.path.endsWith("/wait"));
@@ -204,10 +212,10 @@ describe("WorkerEmulator", function () {
 
             fs.writeFileSync(devVarsPath, devVarsText({ OPENCLAW_VERSION: "2026.2.22", FLY_IMAGE_TAG: "dev-bbbbbbbbbbbb" }));
             await w.restart();
-            const calls = flyCalls();
+            const calls = flyWrites();
             const r = await call(w, "POST", "provision", { userId: "u", envVars: { A: "1", B: "2" } });
             assert.equal(r.status, 201);
-            assert.equal(flyCalls(), calls);
+            assert.equal(flyWrites(), calls);
 
             const after = (await status(w, "u")).body;
             assert.equal(after.trackedImageTag, "dev-bbbbbbbbbbbb");
@@ -218,8 +226,8 @@ describe("WorkerEmulator", function () {
             assert.equal(w.instance("u")?.machineImage, "registry.fly.io/kiloclaw-machines:dev-aaaaaaaaaaaa");
         });
 
-        it("an older worker (autoStart false) leaves the instance provisioned until /start", async () => {
-            const w = await startWorker({ autoStart: false });
+        it("the early worker leaves the instance provisioned until /start", async () => {
+            const w = await startWorker({ profile: "early" });
             await call(w, "POST", "provision", { userId: "u" });
             let s = (await status(w, "u")).body;
             assert.equal(s.status, "provisioned");
@@ -303,7 +311,7 @@ describe("WorkerEmulator", function () {
             fly.clearFaults(); // the next retry alarm (a scaled minute) succeeds
 
             const gone = await statusUntil(w, "u", (x) => x.status === null);
-            assert.ok(Object.values(gone).every((v) => v === null));
+            assert.equal(gone.flyMachineId, null);
             assert.ok(fly.requests.some((q) => q.method === "DELETE" && q.query.force === "true" && q.status === 200));
             assert.ok(fly.volumes(s.flyAppName).every((v) => v.state === "destroyed"));
             await until(() => fly.machine(s.flyAppName, s.flyMachineId)?.state === "destroyed", 5_000);
@@ -316,7 +324,10 @@ describe("WorkerEmulator", function () {
             assert.deepEqual(await call(w, "POST", "start", { userId: "nobody" }), { status: 500, body: { error: "Instance not provisioned" } });
             const s = await status(w, "nobody");
             assert.equal(s.status, 200);
-            assert.ok(Object.values(s.body).every((v) => v === null));
+            // The current worker counts 0 for a user it never saw; every other field is null.
+            const { envVarCount, secretCount, channelCount, ...rest } = s.body;
+            assert.deepEqual([envVarCount, secretCount, channelCount], [0, 0, 0]);
+            assert.ok(Object.values(rest).every((v) => v === null));
         });
 
         it("destroyOutOfBand wipes the instance and its machine behind the client's back", async () => {
@@ -377,24 +388,24 @@ describe("WorkerEmulator", function () {
             assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.config.image, "registry.fly.io/kiloclaw-machines:dev-bbbbbbbbbbbb");
         });
 
-        it("rejects publishing \"latest\" or missing fields with 400, and 404s when the route is absent", async () => {
+        it("rejects publishing \"latest\" or missing fields with 400; the early worker answers its 401 catch-all", async () => {
             const w = await startWorker();
             const latest = await call(w, "POST", "publish-image-version", { openclawVersion: "latest", imageTag: "x" });
-            assert.equal(latest.status, 400);
-            assert.ok(latest.body.details.openclawVersion);
+            assert.deepEqual(latest, { status: 400, body: { error: '"latest" is reserved and cannot be used as a version' } });
             const missing = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22" });
             assert.equal(missing.status, 400);
-            assert.ok(missing.body.details.imageTag);
+            assert.equal(missing.body.error, "Invalid version entry");
+            assert.ok(missing.body.details.fieldErrors.imageTag);
 
-            const old = await startWorker({ publishRoute: false });
+            const old = await startWorker({ profile: "early" });
             const r = await call(old, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x" });
-            assert.equal(r.status, 404);
+            assert.deepEqual(r, { status: 401, body: { error: "Authentication required", hint: "No active session. Please log in." } });
         });
     });
 
     describe("gateway-token", () => {
         it("is 404 before provision, the HMAC of the sandboxId after", async () => {
-            const w = await startWorker({ autoStart: false });
+            const w = await startWorker({ profile: "early" });
             assert.deepEqual(await call(w, "GET", "gateway-token?userId=u"), { status: 404, body: { error: "Instance not provisioned" } });
             assert.equal((await call(w, "GET", "gateway-token")).status, 400);
             await call(w, "POST", "provision", { userId: "u" });
@@ -429,6 +440,90 @@ describe("WorkerEmulator", function () {
             fly = await FlyEmulator.start({ token: "fm2_macaroon", msPerSecond: 10 });
             const w = await startWorker({ vars: { FLY_API_TOKEN: "fm2_macaroon" } });
             assert.equal((await call(w, "POST", "provision", { userId: "u" })).status, 201);
+        });
+    });
+    describe("generations", () => {
+        const NO_ROUTE = { status: 401, body: { error: "Authentication required", hint: "No active session. Please log in." } };
+
+        it("every generation answers an unknown platform route with the session catch-all's 401", async () => {
+            for (const profile of ["early", "current", "newest"] as const) {
+                const w = await startWorker({ profile });
+                assert.deepEqual(await call(w, "GET", "no-such-route?userId=u"), NO_ROUTE, profile);
+                assert.equal((await call(w, "GET", "debug-status?userId=u")).status, profile === "newest" ? 200 : 401, profile);
+                assert.equal((await call(w, "GET", "gateway/status?userId=u")).status, profile === "early" ? 401 : 500, profile);
+            }
+        });
+
+        it("the early worker's status has no version fields", async () => {
+            const w = await startWorker({ profile: "early" });
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            assert.equal(s.status, "provisioned");
+            assert.ok(!("trackedImageTag" in s) && !("openclawVersion" in s));
+        });
+
+        it("current: destroy answers after the deletes; /start without state restores from Postgres and fails on the lost volume", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            const machine = fly.machine(s.flyAppName, s.flyMachineId);
+            assert.equal(machine?.config.services?.length, 1);
+            assert.equal(machine?.config.metadata?.kiloclaw_image_variant, "default");
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "u" }), { status: 200, body: { ok: true } });
+            assert.equal((await status(w, "u")).body.status, null);
+            const restored = await call(w, "POST", "start", { userId: "u" });
+            assert.equal(restored.status, 500);
+            assert.match(restored.body.error, /^FlyApiError: Fly API createVolume failed \(404\)/);
+            assert.equal((await status(w, "u")).body.status, "provisioned");
+        });
+
+        it("current: a status read starts a live check that turns a stopped machine's `running` into `stopped`", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            fly.setMachineState(s.flyAppName, s.flyMachineId, "stopped");
+            await new Promise((r) => setTimeout(r, 350)); // past the 30 s (emulated) between checks
+            await status(w, "u");
+            await statusUntil(w, "u", (x) => x.status === "stopped");
+        });
+
+        it("current: `running` after the health probe even when the gateway never answers", async () => {
+            const w = await startWorker({ gateway: "crashed" });
+            assert.equal((await call(w, "POST", "provision", { userId: "u" })).status, 201);
+            assert.equal((await status(w, "u")).body.status, "running");
+            assert.equal((await call(w, "GET", "gateway/status?userId=u")).body.state, "crashed");
+        });
+
+        it("newest: provision answers at once with `starting`, takes pinnedImageTag, and keeps Fly detail for debug-status", async () => {
+            const w = await startWorker({ profile: "newest" });
+            assert.equal((await call(w, "POST", "provision", { userId: "u", pinnedImageTag: "dev-pinned" })).status, 201);
+            assert.equal((await status(w, "u")).body.status, "starting");
+            const s = await statusUntil(w, "u", (x) => x.status === "running");
+            assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.config.image, "registry.fly.io/kiloclaw-machines:dev-pinned");
+
+            // A start that fails before a machine exists: sanitised answer, reason in debug-status, then the 30-minute cooldown.
+            fly.inject({ method: "POST", path: /\/machines$/, status: 422, body: { error: "no capacity" }, times: 1 });
+            await call(w, "POST", "provision", { userId: "v" });
+            await statusUntil(w, "v", (x) => x.status === "stopped");
+            const debug = (await call(w, "GET", "debug-status?userId=v")).body;
+            assert.match(debug.lastStartErrorMessage, /createMachine failed \(422\)/);
+            assert.ok(debug.lastMetadataRecoveryAt);
+            assert.deepEqual(await call(w, "POST", "start", { userId: "v" }), { status: 500, body: { error: "start failed" } });
+            assert.deepEqual(await call(w, "POST", "start", { userId: "v", skipCooldown: true }), { status: 200, body: { ok: true } });
+            assert.equal((await status(w, "v")).body.status, "running");
+        });
+
+        it("newest: not provisioned is 404 on gateway-token, 500 elsewhere; destroy is refused while restoring", async () => {
+            const w = await startWorker({ profile: "newest" });
+            assert.equal((await call(w, "GET", "gateway-token?userId=x")).status, 404);
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "x" }), { status: 500, body: { error: "Instance not provisioned" } });
+            await call(w, "POST", "provision", { userId: "u" });
+            await statusUntil(w, "u", (x) => x.status === "running");
+            w.setStatus("u", "restoring");
+            assert.deepEqual(await call(w, "POST", "destroy", { userId: "u" }), {
+                status: 500,
+                body: { error: "Cannot destroy: instance is restoring from snapshot" },
+            });
         });
     });
 });
