@@ -38,8 +38,10 @@ export interface ConsumedInputs {
     dockerfilePath: string;
     dockerfileRel: string;
     dockerfileText: string;
-    /** `.dockerignore` text, when the context has one. */
+    /** The ignore file's text (`<Dockerfile>.dockerignore`, else `.dockerignore`), when there is one. */
     dockerignoreText?: string;
+    /** That file's path relative to the context (posix). */
+    dockerignoreRel?: string;
     entries: ConsumedEntry[];
     urls: string[];
 }
@@ -144,8 +146,9 @@ function contextPattern(source: string): string {
 export function consumedInputs(contextDir: string, dockerfile = "Dockerfile", buildArgs: Record<string, string> = {}): ConsumedInputs {
     const dockerfilePath = path.resolve(contextDir, dockerfile);
     const dockerfileText = fs.readFileSync(dockerfilePath, "utf8");
-    const ignorePath = path.join(contextDir, ".dockerignore");
-    const dockerignoreText = fs.existsSync(ignorePath) ? fs.readFileSync(ignorePath, "utf8") : undefined;
+    // BuildKit prefers an ignore file named after the Dockerfile (`Dockerfile.dockerignore`) to the context's.
+    const ignorePath = [`${dockerfilePath}.dockerignore`, path.join(contextDir, ".dockerignore")].find((f) => fs.existsSync(f));
+    const dockerignoreText = ignorePath ? fs.readFileSync(ignorePath, "utf8") : undefined;
     const ignoreRules = dockerignore().add(dockerignoreLines(dockerignoreText ?? ""));
     const canSkipIgnoredDirs = !dockerignoreLines(dockerignoreText ?? "").some((l) => l.startsWith("!"));
     const { contextSources, urls } = parseDockerfileInputs(dockerfileText, buildArgs);
@@ -190,6 +193,7 @@ export function consumedInputs(contextDir: string, dockerfile = "Dockerfile", bu
         dockerfileRel: path.relative(contextDir, dockerfilePath).split(path.sep).join("/"),
         dockerfileText,
         dockerignoreText,
+        dockerignoreRel: ignorePath && path.relative(contextDir, ignorePath).split(path.sep).join("/"),
         entries,
         urls,
     };

@@ -71,7 +71,9 @@ export function stageBuildContext(
         for (const entry of inputs.entries) copy(entry.path, entry.kind);
         mkdirs(tmp, path.posix.dirname(inputs.dockerfileRel));
         fs.writeFileSync(path.join(tmp, inputs.dockerfileRel), inputs.dockerfileText, { mode: 0o644 });
-        if (inputs.dockerignoreText !== undefined) fs.writeFileSync(path.join(tmp, ".dockerignore"), inputs.dockerignoreText, { mode: 0o644 });
+        if (inputs.dockerignoreRel && inputs.dockerignoreText !== undefined) {
+            fs.writeFileSync(path.join(tmp, inputs.dockerignoreRel), inputs.dockerignoreText, { mode: 0o644 });
+        }
         fs.chmodSync(tmp, 0o755);
         try {
             fs.renameSync(tmp, dir);

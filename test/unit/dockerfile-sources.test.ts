@@ -133,6 +133,17 @@ describe("consumed files", () => {
         assert.deepEqual(consumed(dir), [".dockerignore", "Dockerfile", "docs/keep.md", "start.sh"]);
     });
 
+    it("prefers <Dockerfile>.dockerignore to .dockerignore, as BuildKit does", () => {
+        const dir = tempContext({
+            Dockerfile: "FROM base\nCOPY . /app/\n",
+            "Dockerfile.dockerignore": "*.log\n",
+            ".dockerignore": "*.txt\n",
+            "a.log": "l",
+            "b.txt": "t",
+        });
+        assert.deepEqual(consumed(dir), [".dockerignore", "Dockerfile", "Dockerfile.dockerignore", "b.txt"]);
+    });
+
     it("fails on a missing source, naming the Dockerfile line and the fix", () => {
         const dir = tempContext({ Dockerfile: "FROM base\n\nCOPY present.sh /x/\nCOPY missing.sh /x/\nCOPY *.nothing /y/\n", "present.sh": "p" });
         assert.throws(
