@@ -180,11 +180,15 @@ export function consumedInputs(contextDir: string, dockerfile = "Dockerfile", bu
     const problems: string[] = [];
     for (const source of contextSources) {
         if (found.get(source) || source.pattern === ".") continue;
-        const exists = fs.existsSync(path.join(contextDir, source.pattern)) || safeLstat(path.join(contextDir, source.pattern));
-        const why = exists && ignoreRules.ignores(source.pattern) ? "is excluded by .dockerignore" : "does not exist in the build context";
+        const excluded = pathExists(path.join(contextDir, source.pattern)) && ignoreRules.ignores(source.pattern);
+        const why = WILDCARD.test(source.pattern)
+            ? "matches no file"
+            : excluded
+              ? "is excluded by .dockerignore"
+              : "does not exist in the build context";
         problems.push(
-            `${dockerfilePath}:${source.line}: ${source.keyword} source "${source.pattern}" ${WILDCARD.test(source.pattern) ? "matches no file" : why} ` +
-                `(${contextDir}). Fix the path on that line, or add the file to kiloclaw/.`,
+            `${dockerfilePath}:${source.line}: ${source.keyword} source "${source.pattern}" ${why} (${contextDir}). ` +
+                "Fix the path on that line, or add the file to kiloclaw/.",
         );
     }
     if (problems.length) throw new Error(problems.join("\n"));
@@ -206,7 +210,8 @@ function dockerignoreLines(text: string): string[] {
         .filter((l) => l && !l.startsWith("#"));
 }
 
-function safeLstat(file: string): boolean {
+/** lstat, so a dangling symlink counts as present. */
+function pathExists(file: string): boolean {
     try {
         fs.lstatSync(file);
         return true;
