@@ -55,23 +55,22 @@ export function parseDockerfileInputs(dockerfileText: string, buildArgs: Record<
     const escape = dockerfile.getEscapeCharacter();
     const contextSources: ContextSource[] = [];
     const urls: string[] = [];
-    // Variables as Docker scopes them: global ARGs reach a stage only when it re-declares them,
+    // Variables as Docker scopes them: a global ARG reaches a stage only when the stage re-declares it,
     // a --build-arg only reaches a declared ARG, and ENV wins over ARG.
     const globalArgs = new Map<string, string>();
-    let stageVars: Map<string, string> | undefined;
-    // ONBUILD triggers run in a later image's build, against that build's context.
+    let stage: { args: Map<string, string>; envs: Map<string, string> } | undefined;
+    // ONBUILD COPY has the keyword ONBUILD: it runs in a later image's build, against that build's context.
     for (const instruction of dockerfile.getInstructions()) {
         const keyword = instruction.getKeyword();
-        if (keyword === "FROM") stageVars = new Map();
-        if (instruction instanceof Arg || instruction instanceof Env) {
+        if (keyword === "FROM") stage = { args: new Map(), envs: new Map() };
+        if (instruction instanceof Arg) {
             for (const prop of instruction.getProperties()) {
                 const name = prop.getName();
-                const declared = prop.getValue() ?? (stageVars ? globalArgs.get(name) : undefined) ?? "";
-                const value = instruction instanceof Arg ? (buildArgs[name] ?? declared) : declared;
-                if (!stageVars) globalArgs.set(name, value);
-                else if (!(instruction instanceof Arg && stageVars.has(`env:${name}`))) stageVars.set(name, value);
-                if (stageVars && instruction instanceof Env) stageVars.set(`env:${name}`, value);
+                const fallback = prop.getValue() ?? (stage ? globalArgs.get(name) : undefined) ?? "";
+                (stage?.args ?? globalArgs).set(name, buildArgs[name] ?? fallback);
             }
+        } else if (instruction instanceof Env && stage) {
+            for (const prop of instruction.getProperties()) stage.envs.set(prop.getName(), prop.getValue() ?? "");
         }
         if ((keyword !== "COPY" && keyword !== "ADD") || !(instruction instanceof JSONInstruction)) continue;
         // COPY --from=<stage|image> reads from another image, not from the context.
@@ -79,7 +78,7 @@ export function parseDockerfileInputs(dockerfileText: string, buildArgs: Record<
         const line = instruction.getRange().start.line;
         const args = jsonForm(dockerfileText, instruction, escape) ?? shellForm(instruction);
         for (const raw of args.slice(0, -1)) {
-            const source = expandVariables(raw, (name) => stageVars?.get(name) ?? "");
+            const source = expandVariables(raw, (name) => stage?.envs.get(name) ?? stage?.args.get(name) ?? "");
             if (keyword === "ADD" && REMOTE_SOURCE.test(source)) urls.push(source);
             else contextSources.push({ line: line + 1, keyword, pattern: contextPattern(source) });
         }
@@ -117,9 +116,10 @@ function jsonForm(text: string, instruction: Instruction, escape: string): strin
 /** Shell-form arguments; here-documents (`COPY <<EOF /dest`) carry their content in the Dockerfile itself. */
 function shellForm(instruction: Instruction): string[] {
     const args = instruction.getArguments();
-    const heredocStart = args.findIndex((a) => a.getValue().startsWith("<<"));
-    if (heredocStart < 0) return args.map((a) => a.getValue());
-    const markerLine = Math.max(...args.filter((a) => a.getValue().startsWith("<<")).map((a) => a.getRange().start.line));
+    const markers = args.filter((a) => a.getValue().startsWith("<<"));
+    if (!markers.length) return args.map((a) => a.getValue());
+    // The here-document bodies follow the line of the last marker.
+    const markerLine = Math.max(...markers.map((a) => a.getRange().start.line));
     return args.filter((a) => a.getRange().start.line <= markerLine && !a.getValue().startsWith("<<")).map((a) => a.getValue());
 }
 

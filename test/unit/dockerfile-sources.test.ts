@@ -76,6 +76,18 @@ describe("Dockerfile sources", () => {
         );
     });
 
+    it("scopes a global ARG to the stages that re-declare it", () => {
+        const text = "ARG DIR=skills\nFROM base AS one\nARG DIR\nCOPY $DIR/ /a/\nFROM base AS two\nCOPY ${DIR:-controller}/ /b/\n";
+        assert.deepEqual(
+            parseDockerfileInputs(text).contextSources.map((s) => s.pattern),
+            ["skills", "controller"],
+        );
+        assert.deepEqual(
+            parseDockerfileInputs(text, { DIR: "skills-v2" }).contextSources.map((s) => s.pattern),
+            ["skills-v2", "controller"],
+        );
+    });
+
     it("keeps sources inside the context: leading / and .. cannot leave it", () => {
         const text = "FROM base\nCOPY /abs/x.js ../../up.js ./ /app/\n";
         assert.deepEqual(
