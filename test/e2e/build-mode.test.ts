@@ -5,16 +5,16 @@
 // Needs the docker and command resource plugins at the versions package-lock.json pins; without
 // them the scenario reports itself skipped with the commands that install them.
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { EngineEvent, LocalWorkspace, OpType, Stack } from "@pulumi/pulumi/automation";
+import { EngineEvent, OpType, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
 import { materializeCheckout } from "../../sandbox/fixtures/checkout";
 import { SandboxServices, startSandboxServices } from "../../sandbox/services";
+import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
 const USER = "e2e-build-developer";
@@ -25,16 +25,12 @@ const STACK = "e2e-build";
 /** The resource plugins build mode needs, at the versions package-lock.json resolves. */
 function requiredPlugins(): Array<{ name: string; version: string }> {
     const lock = JSON.parse(fs.readFileSync(path.join(REPO, "package-lock.json"), "utf8"));
-    return ["docker", "command"].map((name) => ({ name, version: lock.packages[`node_modules/@pulumi/${name}`].version }));
+    return BUILD_MODE_PLUGINS.map((name) => ({ name, version: lock.packages[`node_modules/@pulumi/${name}`].version }));
 }
 
-/** Why build mode cannot run here (a missing plugin), or undefined when it can. */
-function missingPluginsReason(): string | undefined {
-    const ls = spawnSync("pulumi", ["plugin", "ls", "--json"], { encoding: "utf8" });
-    if (ls.error || ls.status !== 0) {
-        throw new Error('No pulumi CLI on PATH: install one, or `export PATH="$(bash bootstrap/install-pulumi.sh | tail -1):$PATH"`.');
-    }
-    const installed: Array<{ name: string; kind: string; version: string }> = JSON.parse(ls.stdout || "[]") ?? [];
+/** Why build mode cannot run with this CLI (a plugin missing at the pinned version), or undefined when it can. */
+async function missingPluginsReason(pulumi: PulumiCommand, dir: string): Promise<string | undefined> {
+    const installed = await (await rehearsalWorkspace({ dir, pulumi })).listPlugins();
     const missing = requiredPlugins().filter((p) => !installed.some((i) => i.kind === "resource" && i.name === p.name && i.version === p.version));
     if (!missing.length) return undefined;
     return (
@@ -60,14 +56,16 @@ describe("build mode under the engine", function () {
     let stack: Stack;
 
     before(async function () {
-        const reason = missingPluginsReason();
+        work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-build-"));
+        const engineDir = path.join(work, "engine");
+        const pulumi = await findPulumi();
+        const reason = await missingPluginsReason(pulumi, engineDir);
         if (reason) {
             console.log(`    SKIPPED build mode under the engine: ${reason}`);
             this.skip();
         }
         assertDockerRunning();
         registry = await startRegistry();
-        work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-build-"));
         checkout = materializeCheckout(path.join(work, "cloud", "kiloclaw"));
         fs.writeFileSync(
             path.join(checkout, ".dev.vars"),
@@ -87,27 +85,9 @@ describe("build mode under the engine", function () {
         });
 
         // A project in the temp dir whose program is this repository: no stack files in the repo.
-        const project = path.join(work, "project");
-        fs.mkdirSync(project);
-        fs.writeFileSync(
-            path.join(project, "Pulumi.yaml"),
-            `name: kiloclaw-rollout\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.relative(project, REPO)}\n`,
-        );
-        fs.mkdirSync(path.join(work, "state"));
-        stack = await LocalWorkspace.createStack(
-            { stackName: STACK, workDir: project },
-            {
-                secretsProvider: "passphrase",
-                envVars: {
-                    PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`,
-                    PULUMI_CONFIG_PASSPHRASE: "e2e-build-passphrase",
-                    PULUMI_SKIP_UPDATE_CHECK: "true",
-                    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-                    // The staged build contexts go to the temp dir, removed with it.
-                    XDG_CACHE_HOME: path.join(work, "cache"),
-                },
-            },
-        );
+        stack = await openRehearsalStack({ dir: engineDir, stackName: STACK, pulumi });
+        // The staged build contexts go to the temp dir too, removed with it.
+        stack.workspace.envVars.XDG_CACHE_HOME = path.join(work, "cache");
         await stack.setAllConfig({
             "kiloclaw:kiloclawDir": { value: checkout },
             "kiloclaw:userId": { value: USER },
