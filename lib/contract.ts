@@ -1,6 +1,9 @@
 // The one typed contract between the program, its dynamic providers, the policy
 // pack and the tests: resource type tokens and the property names of each
 // kiloclaw resource. Renaming a property here breaks every reader at compile time.
+import type * as command from "@pulumi/command";
+import type * as docker from "@pulumi/docker";
+import type { Unwrap } from "@pulumi/pulumi";
 
 /** Type tokens of the resources the rollout registers (what policies and mocks see). */
 export const RESOURCE_TYPES = {
@@ -148,3 +151,41 @@ export interface PrebuiltImageOutputs extends PrebuiltImageInputs {
     openclawVersion: string;
 }
 
+/** Environment of scripts/smoke-test.sh (the ImageValidation Command). */
+export interface SmokeTestEnvironment {
+    IMAGE: string;
+    EXPECTED_OPENCLAW_VERSION: string;
+    STARTUP_DEADLINE_SECONDS: string;
+    GATEWAY_DEADLINE_SECONDS: string;
+}
+
+/** Environment of scripts/push-image.sh (the RegistryPush Command); the token goes on stdin. */
+export interface PushEnvironment {
+    SOURCE_IMAGE: string;
+    TARGET_IMAGE: string;
+    REGISTRY_SERVER: string;
+    REGISTRY_USERNAME: string;
+}
+
+/** A local Command as the rollout registers it: the scripts' environment by name. */
+export type CommandProps = Omit<Unwrap<command.local.CommandArgs>, "environment"> & {
+    environment?: Partial<SmokeTestEnvironment & PushEnvironment>;
+};
+
+/** The docker Image's inputs, and the `platform` its provider reports as an output. */
+export type DockerImageProps = Unwrap<docker.ImageArgs> & { platform?: string };
+
+/**
+ * What each type registers (inputs; for resources, outputs include them), by type token: the
+ * names the policy pack (policy/props.ts) and tests read. A property renamed in the interfaces
+ * above fails typecheck wherever it is still read by its old name.
+ */
+export interface PropsByType {
+    [RESOURCE_TYPES.dockerImage]: DockerImageProps;
+    [RESOURCE_TYPES.command]: CommandProps;
+    [RESOURCE_TYPES.warmMachine]: WarmMachineOutputs;
+    [RESOURCE_TYPES.workerImageVersion]: WorkerImageVersionOutputs;
+    [RESOURCE_TYPES.workerInstance]: WorkerInstanceOutputs;
+    [RESOURCE_TYPES.localImages]: LocalImagesOutputs;
+    [COMPONENT_TYPES.workerImageVersion]: WorkerImageVersionFacts;
+}

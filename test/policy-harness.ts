@@ -18,8 +18,12 @@ import {
     UnknownValueError,
     unknownCheckingProxy,
 } from "@pulumi/policy";
+import * as pulumi from "@pulumi/pulumi";
+import { COMPONENT_TYPES, PropsByType } from "../lib/contract";
 import { devFlyAppName } from "../lib/identity";
 import { PACK_ENFORCEMENT_LEVEL, TYPES, policies as allPolicies } from "../policy/policies";
+import { ContractType } from "../policy/props";
+import { unwrapSecrets } from "./program-harness";
 
 type AnyPolicy = ResourceValidationPolicy | StackValidationPolicy;
 
@@ -43,13 +47,11 @@ export interface Violation {
 export type HarnessConfig = Record<string, EnforcementLevel | ({ enforcementLevel?: EnforcementLevel } & Record<string, unknown>)>;
 
 /** The engine's sentinel for a string that is unknown during preview. */
-export const PREVIEW_UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export const PREVIEW_UNKNOWN_STRING = pulumi.runtime.unknownValue;
 
-/** The engine's sentinel for an object that is unknown during preview. */
-export const PREVIEW_UNKNOWN_OBJECT = "dd056dcd-154b-4c76-9bd3-c8f88648b5ff";
-
-const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+/** The engine's sentinel for an object that is unknown during preview (@pulumi/policy exports it untyped). */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const PREVIEW_UNKNOWN_OBJECT: string = require("@pulumi/policy/proxy").unknownObjectValue;
 
 export function urnFor(type: string, name: string, stack = "test", project = "kiloclaw-rollout"): string {
     return `urn:pulumi:${stack}::${project}::${type}::${name}`;
@@ -63,17 +65,6 @@ export function emptyOptions(): PolicyResourceOptions {
         customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
         additionalSecretOutputs: [],
     };
-}
-
-/** Policies see secrets as plain values: unwraps the SDK's secret envelopes (as mocks receive them). */
-export function unwrapSecrets(value: unknown): unknown {
-    if (Array.isArray(value)) return value.map(unwrapSecrets);
-    if (value !== null && typeof value === "object") {
-        const record = value as Record<string, unknown>;
-        if (record[SECRET_SIG_KEY] === SECRET_SIG_VALUE) return unwrapSecrets(record.value);
-        return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, unwrapSecrets(v)]));
-    }
-    return value;
 }
 
 class NotApplicable extends Error {
@@ -201,11 +192,7 @@ function isResourcePolicy(policy: AnyPolicy): policy is ResourceValidationPolicy
  * Runs every policy over the resources (resource policies once per resource, stack policies once)
  * and returns what the CLI would print: one entry per violation, with the policy's effective level.
  */
-export async function runPack(
-    resources: HarnessResource[],
-    config?: HarnessConfig,
-    policies: AnyPolicy[] = allPolicies,
-): Promise<Violation[]> {
+export async function runPack(resources: HarnessResource[], config?: HarnessConfig, policies: AnyPolicy[] = allPolicies): Promise<Violation[]> {
     const out: Violation[] = [];
     for (const policy of policies) {
         let { level } = policyConfig(policy, config);
@@ -223,7 +210,12 @@ export async function runPack(
         for (const { run, urn } of runs) {
             for (const v of run.violations) out.push({ policy: policy.name, message: v.message, level, urn: v.urn });
             if (run.unknown !== undefined) {
-                out.push({ policy: policy.name, message: `can't run policy '${policy.name}' during preview: ${run.unknown}`, level: "advisory", urn });
+                out.push({
+                    policy: policy.name,
+                    message: `can't run policy '${policy.name}' during preview: ${run.unknown}`,
+                    level: "advisory",
+                    urn,
+                });
             }
         }
     }
@@ -245,114 +237,94 @@ export const TARGET_IMAGE = `registry.fly.io/${WORKER_REGISTRY_APP}:${IMAGE_TAG}
 
 // Made-up secrets shaped like the real ones; no message may ever contain them.
 export const FLY_TOKEN = "FlyV1 fm2_lJPECAAAAAAAAMr0xBDzZl7q9Qc3s1gVb0m1Jp0kwrVodHRwczovL2FwaS5mbHkuaW8vdjE";
-export const INTERNAL_API_KEY = "int-secret-7f3a9c2e41";
 export const KILOCODE_API_KEY = "kc-live-5b8d1e4f9a77";
 export const GATEWAY_TOKEN = "gw-4c1d9e7a2b8f3e6d";
-export const ALL_SECRETS = [FLY_TOKEN, INTERNAL_API_KEY, KILOCODE_API_KEY, GATEWAY_TOKEN];
+export const ALL_SECRETS = [FLY_TOKEN, KILOCODE_API_KEY, GATEWAY_TOKEN];
+
+/** A fixture resource of a contract type: its props are checked against lib/contract.ts (a renamed prop fails typecheck). */
+function resource<T extends ContractType>(type: T, name: string, props: Partial<PropsByType[T]>): HarnessResource {
+    return { type, name, props: props as Record<string, unknown> };
+}
 
 /** A stack that follows every rule. */
 export function goodStack(): HarnessResource[] {
     return [
-        { type: "kiloclaw:index:KiloclawImage", name: "image", props: {} },
-        {
-            type: TYPES.dockerImage,
-            name: "image",
-            props: {
-                imageName: `kiloclaw:${IMAGE_TAG}`,
-                build: { context: "/repo/kiloclaw", dockerfile: "/repo/kiloclaw/Dockerfile", platform: "linux/amd64" },
-                skipPush: true,
+        { type: COMPONENT_TYPES.kiloclawImage, name: "image", props: {} },
+        resource(TYPES.dockerImage, "image", {
+            imageName: `kiloclaw:${IMAGE_TAG}`,
+            build: { context: "/repo/kiloclaw", dockerfile: "/repo/kiloclaw/Dockerfile", platform: "linux/amd64" },
+            skipPush: true,
+        }),
+        resource(TYPES.command, "image-validation", {
+            create: "bash /repo/scripts/smoke-test.sh",
+            environment: {
+                IMAGE: `kiloclaw:${IMAGE_TAG}`,
+                EXPECTED_OPENCLAW_VERSION: PIN,
+                STARTUP_DEADLINE_SECONDS: "60",
+                GATEWAY_DEADLINE_SECONDS: "90",
             },
-        },
-        {
-            type: TYPES.command,
-            name: "image-validation",
-            props: {
-                create: "bash /repo/scripts/smoke-test.sh",
-                environment: {
-                    IMAGE: `kiloclaw:${IMAGE_TAG}`,
-                    EXPECTED_OPENCLAW_VERSION: PIN,
-                    STARTUP_DEADLINE_SECONDS: "60",
-                    GATEWAY_DEADLINE_SECONDS: "90",
-                },
-                triggers: ["sha256:0f3e9c1a2b"],
+            triggers: ["sha256:0f3e9c1a2b"],
+        }),
+        resource(TYPES.command, "registry-push", {
+            create: "bash /repo/scripts/push-image.sh",
+            environment: {
+                SOURCE_IMAGE: `kiloclaw:${IMAGE_TAG}`,
+                TARGET_IMAGE,
+                REGISTRY_SERVER: "registry.fly.io",
+                REGISTRY_USERNAME: "x",
             },
-        },
-        {
-            type: TYPES.command,
-            name: "registry-push",
-            props: {
-                create: "bash /repo/scripts/push-image.sh",
-                environment: {
-                    SOURCE_IMAGE: `kiloclaw:${IMAGE_TAG}`,
-                    TARGET_IMAGE,
-                    REGISTRY_SERVER: "registry.fly.io",
-                    REGISTRY_USERNAME: "x",
-                },
-                stdin: FLY_TOKEN,
-                triggers: ["sha256:0f3e9c1a2b", TARGET_IMAGE],
+            stdin: FLY_TOKEN,
+            triggers: ["sha256:0f3e9c1a2b", TARGET_IMAGE],
+        }),
+        resource(TYPES.warmMachine, "warm-machine", {
+            appName: WORKER_REGISTRY_APP,
+            region: "iad",
+            image: TARGET_IMAGE,
+            env: { KILOCODE_API_KEY: "warm" },
+            owner: "dev",
+            timeoutSeconds: 300,
+        }),
+        // The facts only the policy pack reads sit on the component; its provider resource gets what it writes.
+        resource(COMPONENT_TYPES.workerImageVersion, "image-version", {
+            imageTag: IMAGE_TAG,
+            openclawVersion: PIN,
+            openclawPin: PIN,
+            registryServer: "registry.fly.io",
+            registryApp: WORKER_REGISTRY_APP,
+            workerRegistryApp: WORKER_REGISTRY_APP,
+            workerSettings: {
+                WORKER_ENV: "development",
+                DEV_MODE: "false",
+                KILOCODE_API_BASE_URL: "https://abc123.ngrok-free.dev/api/openrouter/",
+                OPENCLAW_ALLOWED_ORIGINS: `http://localhost:3000,https://${FLY_APP}.fly.dev`,
             },
-        },
-        {
-            type: TYPES.warmMachine,
-            name: "warm-machine",
-            props: {
-                flyApiUrl: "http://127.0.0.1:4280",
-                appName: WORKER_REGISTRY_APP,
-                region: "iad",
-                image: TARGET_IMAGE,
-                env: { KILOCODE_API_KEY: "warm" },
-                flyApiToken: FLY_TOKEN,
-                owner: "dev",
-                timeoutSeconds: 300,
-            },
-        },
-        {
-            type: TYPES.workerImageVersion,
-            name: "image-version",
-            props: {
-                devVarsPath: "/repo/kiloclaw/.dev.vars",
-                imageTag: IMAGE_TAG,
-                imageDigest: "sha256:9d2c4b7e1f",
-                openclawVersion: PIN,
-                openclawPin: PIN,
-                registryServer: "registry.fly.io",
-                registryApp: WORKER_REGISTRY_APP,
-                workerRegistryApp: WORKER_REGISTRY_APP,
-                workerUrl: "http://127.0.0.1:8795",
-                internalApiKey: INTERNAL_API_KEY,
-                workerSettings: {
-                    WORKER_ENV: "development",
-                    DEV_MODE: "false",
-                    KILOCODE_API_BASE_URL: "https://abc123.ngrok-free.dev/api/openrouter/",
-                    OPENCLAW_ALLOWED_ORIGINS: `http://localhost:3000,https://${FLY_APP}.fly.dev`,
-                },
-                envLocalKeys: ["DATABASE_URL", "NEXTAUTH_URL"],
-            },
-        },
-        {
-            type: TYPES.workerInstance,
-            name: "instance",
-            props: {
-                workerUrl: "http://127.0.0.1:8795",
-                userId: USER_ID,
-                imageTag: IMAGE_TAG,
-                openclawVersion: PIN,
-                region: "iad",
-                kilocodeApiKey: KILOCODE_API_KEY,
-                internalApiKey: INTERNAL_API_KEY,
-                expectedFlyAppName: FLY_APP,
-                timeoutSeconds: 600,
-                // outputs
-                status: "running",
-                sandboxId: Buffer.from(USER_ID).toString("base64url"),
-                flyAppName: FLY_APP,
-                flyMachineId: "0805459b00d908",
-                flyVolumeId: "vol_4y5k8m2n",
-                flyRegion: "iad",
-                trackedImageTag: IMAGE_TAG,
-                gatewayToken: GATEWAY_TOKEN,
-            },
-        },
+            envLocalKeys: ["DATABASE_URL", "NEXTAUTH_URL"],
+        }),
+        resource(TYPES.workerImageVersion, "image-version-dev-vars", {
+            devVarsPath: "/repo/kiloclaw/.dev.vars",
+            imageTag: IMAGE_TAG,
+            imageDigest: "sha256:9d2c4b7e1f",
+            openclawVersion: PIN,
+            publish: true,
+        }),
+        resource(TYPES.workerInstance, "instance", {
+            userId: USER_ID,
+            imageTag: IMAGE_TAG,
+            openclawVersion: PIN,
+            region: "iad",
+            kilocodeApiKey: KILOCODE_API_KEY,
+            expectedFlyAppName: FLY_APP,
+            timeoutSeconds: 600,
+            // outputs
+            status: "running",
+            sandboxId: Buffer.from(USER_ID).toString("base64url"),
+            flyAppName: FLY_APP,
+            flyMachineId: "0805459b00d908",
+            flyVolumeId: "vol_4y5k8m2n",
+            flyRegion: "iad",
+            trackedImageTag: IMAGE_TAG,
+            gatewayToken: GATEWAY_TOKEN,
+        }),
     ];
 }
 
@@ -367,7 +339,7 @@ export function propsOf(stack: HarnessResource[], type: string, name?: string): 
 export function badStack(): HarnessResource[] {
     const stack = goodStack();
     propsOf(stack, TYPES.dockerImage).build.platform = "linux/arm64";
-    const version = propsOf(stack, TYPES.workerImageVersion);
+    const version = propsOf(stack, COMPONENT_TYPES.workerImageVersion);
     version.openclawPin = "^2026.2.9";
     version.registryApp = "kiloclaw-dev";
     version.envLocalKeys = ["DATABASE_URL", "NEXTAUTH_SECRET", "OPENROUTER_API_KEY"];

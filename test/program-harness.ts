@@ -31,6 +31,8 @@ export interface RegisteredResource {
     dependencies: string[];
     /** As a provider would receive them: secrets stay wrapped (see isSecretValue / unwrapSecrets). */
     inputs: Record<string, any>;
+    /** What the engine would store: the mocked provider's state, or what a component passed to registerOutputs. */
+    outputs: Record<string, any>;
 }
 
 export interface ProgramRun {
@@ -70,16 +72,27 @@ class RecordingMonitor extends MockMonitor {
             parent: req.getParent(),
             dependencies: req.getDependenciesList(),
             inputs: pulumi.runtime.deserializeProperties(req.getObject()),
+            outputs: {},
         };
         this.registered.push(entry);
         return super.registerResource(req, (err, response) => {
-            if (response) entry.urn = response.getUrn();
+            if (response) {
+                entry.urn = response.getUrn();
+                if (entry.custom) entry.outputs = pulumi.runtime.deserializeProperties(response.getObject());
+            }
             callback(err, response);
         });
+    }
+
+    registerResourceOutputs(req: any, callback: (err: any, response: any) => void): void {
+        const entry = this.registered.find((r) => r.urn === req.getUrn());
+        if (entry) entry.outputs = pulumi.runtime.deserializeProperties(req.getOutputs());
+        super.registerResourceOutputs(req, callback);
     }
 }
 
 let queue: Promise<unknown> = Promise.resolve();
+let harnessCache: string | undefined;
 
 /** Runs the rollout as `pulumi up` (or preview) would, against mocked providers. Safe to call many times in one process. */
 export function runProgram(options: ProgramOptions = {}): Promise<ProgramRun> {
@@ -98,6 +111,9 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
         call: (args) => args.inputs,
     });
     pulumi.runtime.setMockOptions(monitor, PROJECT, options.stack ?? "test", options.preview ?? false);
+    // KiloclawImage stages its build context under $XDG_CACHE_HOME: keep it out of the developer's cache unless a test chose one.
+    const cacheUnset = process.env.XDG_CACHE_HOME === undefined;
+    if (cacheUnset) process.env.XDG_CACHE_HOME = harnessCache ??= scratchDir("kiloclaw-harness-cache-");
     pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
     try {
         // Configuration errors come before the first resource, as in index.ts.
@@ -123,14 +139,18 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
     } finally {
         // Waits for every outstanding registration, then drops the monitor.
         await pulumi.runtime.disconnect();
+        if (cacheUnset) delete process.env.XDG_CACHE_HOME;
     }
 }
 
 /** True for the SDK's secret envelope, as mocks and providers receive a secret input. */
 export function isSecretValue(v: unknown): v is { value: any } {
-    return (
-        !!v && typeof v === "object" && (v as Record<string, unknown>)[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig
-    );
+    return !!v && typeof v === "object" && (v as Record<string, unknown>)[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig;
+}
+
+/** A secret as mocks and providers receive it: the SDK's secret envelope. */
+export function secretEnvelope(value: unknown): Record<string, unknown> {
+    return { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value };
 }
 
 /** Replaces secret envelopes with their plain values (what a policy sees). */
@@ -155,14 +175,15 @@ export function findResource(run: ProgramRun, type: string): RegisteredResource 
     return found[0];
 }
 
-/** The custom resources of a run as the policy pack sees them: plain inputs as props, mocked outputs for stack policies. */
-export function policyResources(run: ProgramRun, outputs: MockOutputs = mockOutputs): HarnessResource[] {
+/** The resources of a run as the policy pack sees them: plain inputs for resource policies, outputs for stack policies. */
+export function policyResources(run: ProgramRun): HarnessResource[] {
+    const plain = (values: Record<string, any>) => {
+        const { __provider, ...rest } = unwrapSecrets(values);
+        return rest;
+    };
     return run.resources
-        .filter((r) => r.custom)
-        .map((r) => {
-            const { __provider, ...props } = unwrapSecrets(r.inputs);
-            return { type: r.type, name: r.name, urn: r.urn, props, outputs: { ...props, ...outputs(r.type, props, r.name) } };
-        });
+        .filter((r) => r.type !== "pulumi:pulumi:Stack")
+        .map((r) => ({ type: r.type, name: r.name, urn: r.urn, props: plain(r.inputs), outputs: plain(r.outputs) }));
 }
 
 /** The resource a resource was registered under (undefined for the root stack). */

@@ -19,7 +19,8 @@ import {
     suggestTunnelBaseUrl,
     UNKNOWN,
 } from "../../policy/policies";
-import { goodStack, PREVIEW_UNKNOWN_STRING, resourceArgs, runPack, unwrapSecrets } from "../policy-harness";
+import { goodStack, PREVIEW_UNKNOWN_STRING, resourceArgs, runPack } from "../policy-harness";
+import { secretEnvelope, unwrapSecrets } from "../program-harness";
 
 describe("policy helpers", () => {
     it("reads through the engine's unknown-checking proxy without throwing", () => {
@@ -33,7 +34,10 @@ describe("policy helpers", () => {
         assert.equal(readString(props, "a", "c"), "known");
         assert.equal(readString(props, "missing", "c"), undefined);
         assert.deepEqual(readArray(props, "list"), ["x", UNKNOWN]);
-        assert.deepEqual(readEntries(props, "env"), [["K", "v"], ["U", UNKNOWN]]);
+        assert.deepEqual(readEntries(props, "env"), [
+            ["K", "v"],
+            ["U", UNKNOWN],
+        ]);
         assert.equal(readArray(props, "env"), undefined);
     });
 
@@ -64,7 +68,13 @@ describe("policy helpers", () => {
     it("tells random secrets from ordinary values", () => {
         assert.ok(looksLikeRandomSecret("a3F9kQ2mZ7xW1pL8vB4nR6tY0cH5jD2s"));
         assert.ok(looksLikeRandomSecret("0f3e9c1a2b4d6e8f0a1b2c3d4e5f6a7b"));
-        for (const ordinary of ["registry.fly.io/kiloclaw-machines:dev-0123456789ab", "dev-0123456789abcdef0123", "development", "https://abc.ngrok-free.dev/api/openrouter/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1"]) {
+        for (const ordinary of [
+            "registry.fly.io/kiloclaw-machines:dev-0123456789ab",
+            "dev-0123456789abcdef0123",
+            "development",
+            "https://abc.ngrok-free.dev/api/openrouter/",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1",
+        ]) {
             assert.ok(!looksLikeRandomSecret(ordinary), ordinary);
         }
     });
@@ -88,9 +98,16 @@ describe("policy helpers", () => {
         assert.deepEqual(findDestroyCalls("fly status --app a; fly logs --app a --no-tail; fly machine stop 1 -a a"), []);
         assert.deepEqual(findDestroyCalls("curl -X DELETE http://127.0.0.1:8795/api/other"), []);
         assert.deepEqual(findDestroyCalls("curl -X GET https://api.machines.dev/v1/apps/dev-a/machines"), []);
-        assert.deepEqual(findDestroyCalls("wget --method=DELETE https://api.machines.dev/v1/apps/dev-a"), ["an HTTP DELETE against the Fly Machines API"]);
-        assert.deepEqual(findDestroyCalls("http DELETE https://api.machines.dev/v1/apps/dev-a/machines/1"), ["an HTTP DELETE against the Fly Machines API"]);
-        assert.deepEqual(findDestroyCalls("true && fly apps destroy dev-a -y || fly machine destroy 1 --force"), ["`fly apps destroy`", "`fly machine destroy`"]);
+        assert.deepEqual(findDestroyCalls("wget --method=DELETE https://api.machines.dev/v1/apps/dev-a"), [
+            "an HTTP DELETE against the Fly Machines API",
+        ]);
+        assert.deepEqual(findDestroyCalls("http DELETE https://api.machines.dev/v1/apps/dev-a/machines/1"), [
+            "an HTTP DELETE against the Fly Machines API",
+        ]);
+        assert.deepEqual(findDestroyCalls("true && fly apps destroy dev-a -y || fly machine destroy 1 --force"), [
+            "`fly apps destroy`",
+            "`fly machine destroy`",
+        ]);
     });
 
     it("reads `fly machine run` env flags", () => {
@@ -105,7 +122,7 @@ describe("policy helpers", () => {
 
 describe("policy harness", () => {
     it("unwraps secret envelopes and proxies props like the engine", () => {
-        const wrapped = { a: { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: ["s"] } };
+        const wrapped = { a: secretEnvelope(["s"]) };
         assert.deepEqual(unwrapSecrets(wrapped), { a: ["s"] });
         const args = resourceArgs({ type: "t:m:R", name: "r", props: { x: PREVIEW_UNKNOWN_STRING } });
         assert.equal(args.urn, "urn:pulumi:test::kiloclaw-rollout::t:m:R::r");

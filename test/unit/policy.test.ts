@@ -4,6 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
+import { COMPONENT_TYPES } from "../../lib/contract";
 import {
     allowedOriginsIncludeApp,
     destroyThroughWorker,
@@ -29,7 +30,6 @@ import {
     HarnessConfig,
     HarnessResource,
     IMAGE_TAG,
-    INTERNAL_API_KEY,
     KILOCODE_API_KEY,
     PREVIEW_UNKNOWN_OBJECT,
     PREVIEW_UNKNOWN_STRING,
@@ -37,6 +37,7 @@ import {
     runPack,
     Violation,
 } from "../policy-harness";
+import { secretEnvelope } from "../program-harness";
 
 type AnyPolicy = (typeof policies)[number];
 
@@ -98,7 +99,10 @@ describe("policy pack", () => {
         const found = await runPack(goodStack(), config);
         assert.deepEqual(found, [], "the example's patterns must not flag the good configuration");
         const withKey = [...goodStack(), command("router", { create: "curl -d k=sk-or-v1-0123456789abcdef0123 http://127.0.0.1:3000" })];
-        assert.deepEqual((await runPack(withKey, config)).map((v) => [v.policy, v.level]), [["no-secrets-in-commands", "mandatory"]]);
+        assert.deepEqual(
+            (await runPack(withKey, config)).map((v) => [v.policy, v.level]),
+            [["no-secrets-in-commands", "mandatory"]],
+        );
     });
 
     it("finds nothing wrong with a good configuration", async () => {
@@ -126,8 +130,8 @@ describe("policy pack", () => {
         propsOf(stack, TYPES.dockerImage).build.platform = PREVIEW_UNKNOWN_STRING;
         propsOf(stack, TYPES.command, "image-validation").environment.EXPECTED_OPENCLAW_VERSION = PREVIEW_UNKNOWN_STRING;
         propsOf(stack, TYPES.command, "registry-push").environment = PREVIEW_UNKNOWN_OBJECT;
-        const version = propsOf(stack, TYPES.workerImageVersion);
-        version.imageDigest = PREVIEW_UNKNOWN_STRING;
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).imageDigest = PREVIEW_UNKNOWN_STRING;
+        const version = propsOf(stack, COMPONENT_TYPES.workerImageVersion);
         version.openclawPin = PREVIEW_UNKNOWN_STRING;
         version.workerSettings.KILOCODE_API_BASE_URL = PREVIEW_UNKNOWN_STRING;
         propsOf(stack, TYPES.warmMachine).image = PREVIEW_UNKNOWN_STRING;
@@ -149,10 +153,7 @@ describe("policy pack", () => {
 
     it("sees secrets that arrive wrapped the way mocks receive them", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerInstance).kilocodeApiKey = {
-            "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
-            value: KILOCODE_API_KEY,
-        };
+        propsOf(stack, TYPES.workerInstance).kilocodeApiKey = secretEnvelope(KILOCODE_API_KEY);
         stack.push(command("debug", { create: `echo ${KILOCODE_API_KEY}` }));
         const message = await onlyMessage(noSecretsInCommands, stack);
         assert.match(message, /Command "debug" create contains the value of WorkerInstance "instance"\.kilocodeApiKey/);
@@ -174,7 +175,7 @@ describe("openclaw-version-pinned", () => {
     ] as const) {
         it(`rejects openclaw@${pin}`, async () => {
             const stack = goodStack();
-            propsOf(stack, TYPES.workerImageVersion).openclawPin = pin;
+            propsOf(stack, COMPONENT_TYPES.workerImageVersion).openclawPin = pin;
             const message = await onlyMessage(openclawVersionPinned, stack);
             assert.match(message, reason);
             assert.match(message, /^WorkerImageVersion "image-version": /);
@@ -184,14 +185,14 @@ describe("openclaw-version-pinned", () => {
 
     it("rejects a missing pin when the stack builds the image", async () => {
         const stack = goodStack();
-        delete propsOf(stack, TYPES.workerImageVersion).openclawPin;
+        delete propsOf(stack, COMPONENT_TYPES.workerImageVersion).openclawPin;
         const message = await onlyMessage(openclawVersionPinned, stack);
         assert.match(message, /openclaw is installed without a version \(no pin\) while the stack builds Image "image"/);
     });
 
     it("does not apply in prebuilt-image mode (no pin, no docker Image)", async () => {
         const stack = goodStack().filter((r) => r.type !== TYPES.dockerImage);
-        delete propsOf(stack, TYPES.workerImageVersion).openclawPin;
+        delete propsOf(stack, COMPONENT_TYPES.workerImageVersion).openclawPin;
         assert.deepEqual(await violationsOf(openclawVersionPinned, stack), []);
     });
 });
@@ -203,7 +204,7 @@ describe("openclaw-version-consistent", () => {
 
     it("lists every source and its value when they disagree", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).openclawPin = "2026.2.22";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).openclawPin = "2026.2.22";
         propsOf(stack, TYPES.command, "image-validation").environment.EXPECTED_OPENCLAW_VERSION = "2026.2.22";
         const message = await onlyMessage(openclawVersionConsistent, stack);
         assert.equal(
@@ -211,7 +212,7 @@ describe("openclaw-version-consistent", () => {
             "OpenClaw versions disagree: " +
                 'Dockerfile pin (WorkerImageVersion "image-version".openclawPin) = 2026.2.22; ' +
                 'smoke test (Command "image-validation".environment.EXPECTED_OPENCLAW_VERSION) = 2026.2.22; ' +
-                '.dev.vars OPENCLAW_VERSION / published version (WorkerImageVersion "image-version".openclawVersion) = 2026.2.9; ' +
+                '.dev.vars OPENCLAW_VERSION / published version (WorkerImageVersion "image-version-dev-vars".openclawVersion) = 2026.2.9; ' +
                 'instance (WorkerInstance "instance".openclawVersion) = 2026.2.9.',
         );
         assert.match(message, /Fix: make every one of them the Dockerfile's `openclaw@x\.y\.z` pin/);
@@ -219,7 +220,7 @@ describe("openclaw-version-consistent", () => {
 
     it("compares what there is in prebuilt-image mode", async () => {
         const stack = goodStack().filter((r) => r.type !== TYPES.dockerImage && r.name !== "image-validation");
-        delete propsOf(stack, TYPES.workerImageVersion).openclawPin;
+        delete propsOf(stack, COMPONENT_TYPES.workerImageVersion).openclawPin;
         assert.deepEqual(await violationsOf(openclawVersionConsistent, stack), []);
         propsOf(stack, TYPES.workerInstance).openclawVersion = "2026.1.1";
         assert.match(await onlyMessage(openclawVersionConsistent, stack), /published version .* = 2026\.2\.9; instance .* = 2026\.1\.1/);
@@ -252,7 +253,7 @@ describe("registry-app-matches-worker", () => {
 
     it("generalises to any registry server", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).registryServer = "127.0.0.1:5000";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).registryServer = "127.0.0.1:5000";
         const local = `127.0.0.1:5000/kiloclaw-machines:${IMAGE_TAG}`;
         propsOf(stack, TYPES.command, "registry-push").environment.TARGET_IMAGE = local;
         propsOf(stack, TYPES.warmMachine).image = local;
@@ -261,9 +262,12 @@ describe("registry-app-matches-worker", () => {
 
     it("rejects pushing to an app the worker does not pull from", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).registryApp = "kiloclaw-dev";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).registryApp = "kiloclaw-dev";
         const message = await onlyMessage(registryAppMatchesWorker, stack);
-        assert.match(message, /^WorkerImageVersion "image-version" pushes to registry app "kiloclaw-dev" but the worker pulls from "kiloclaw-machines"/);
+        assert.match(
+            message,
+            /^WorkerImageVersion "image-version" pushes to registry app "kiloclaw-dev" but the worker pulls from "kiloclaw-machines"/,
+        );
         assert.match(message, /Fix: .*set the registry app to "kiloclaw-machines".*or set FLY_REGISTRY_APP=kiloclaw-dev in \.dev\.vars/);
         assert.match(message, /push-dev\.sh .* pushes to registry\.fly\.io\/\$FLY_APP_NAME/);
     });
@@ -276,8 +280,10 @@ describe("registry-app-matches-worker", () => {
         assert.deepEqual(
             found.map((v) => v.message.split(" Fix: ")[0]),
             [
-                `Command "registry-push" environment.TARGET_IMAGE is "registry.fly.io/kiloclaw-dev:${IMAGE_TAG}", which does not start with "registry.fly.io/kiloclaw-machines:" (the registry app the worker pulls from).`,
-                `WarmMachine "warm-machine" image is "registry.fly.io/other:${IMAGE_TAG}", which does not start with "registry.fly.io/kiloclaw-machines:" (the registry app the worker pulls from).`,
+                `Command "registry-push" environment.TARGET_IMAGE is "registry.fly.io/kiloclaw-dev:${IMAGE_TAG}", ` +
+                    'which does not start with "registry.fly.io/kiloclaw-machines:" (the registry app the worker pulls from).',
+                `WarmMachine "warm-machine" image is "registry.fly.io/other:${IMAGE_TAG}", ` +
+                    'which does not start with "registry.fly.io/kiloclaw-machines:" (the registry app the worker pulls from).',
             ],
         );
     });
@@ -290,7 +296,7 @@ describe("no-secret-overrides-in-env-local", () => {
 
     it("rejects NEXTAUTH_SECRET and OPENROUTER_API_KEY overrides", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).envLocalKeys = ["NEXTAUTH_SECRET", "DATABASE_URL", "OPENROUTER_API_KEY"];
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).envLocalKeys = ["NEXTAUTH_SECRET", "DATABASE_URL", "OPENROUTER_API_KEY"];
         const message = await onlyMessage(noSecretOverridesInEnvLocal, stack);
         assert.match(message, /^\.env\.development\.local overrides NEXTAUTH_SECRET and OPENROUTER_API_KEY/);
         assert.match(message, /Fix: delete the NEXTAUTH_SECRET and OPENROUTER_API_KEY lines from \.env\.development\.local/);
@@ -298,7 +304,7 @@ describe("no-secret-overrides-in-env-local", () => {
 
     it("rejects one override", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).envLocalKeys = ["OPENROUTER_API_KEY"];
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).envLocalKeys = ["OPENROUTER_API_KEY"];
         assert.match(await onlyMessage(noSecretOverridesInEnvLocal, stack), /Fix: delete the OPENROUTER_API_KEY line from/);
     });
 });
@@ -310,7 +316,7 @@ describe("warm-machine-placeholder-key", () => {
 
     it("rejects a real key, never echoing it", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.warmMachine).env = { KILOCODE_API_KEY: KILOCODE_API_KEY };
+        propsOf(stack, TYPES.warmMachine).env = { KILOCODE_API_KEY };
         const message = await onlyMessage(warmMachinePlaceholderKey, stack);
         assert.match(message, /^WarmMachine "warm-machine" machine env: env\.KILOCODE_API_KEY is not the placeholder "warm"\./);
         assert.match(message, /Fix: give the machine env `\{KILOCODE_API_KEY: "warm"\}`/);
@@ -337,7 +343,10 @@ describe("warm-machine-placeholder-key", () => {
         assert.deepEqual(await violationsOf(warmMachinePlaceholderKey, ok), []);
         const bad = [...goodStack(), command("direct", { create: `${run} --env KILOCODE_API_KEY=${KILOCODE_API_KEY}` })];
         const message = await onlyMessage(warmMachinePlaceholderKey, bad);
-        assert.match(message, /^Command "direct" machine env: `fly machine run` in create: env\.KILOCODE_API_KEY has a key-like name and no placeholder value/);
+        assert.match(
+            message,
+            /^Command "direct" machine env: `fly machine run` in create: env\.KILOCODE_API_KEY has a key-like name and no placeholder value/,
+        );
         assert.ok(!message.includes(KILOCODE_API_KEY));
     });
 });
@@ -353,7 +362,8 @@ describe("no-secrets-in-commands", () => {
             command("ok", {
                 create:
                     "docker run -e KILOCODE_API_KEY=test-key -e OPENCLAW_GATEWAY_TOKEN=test-token kiloclaw:test && " +
-                    'docker login registry.fly.io -u x --password-stdin && curl -H "Authorization: Bearer $FLY_API_TOKEN" http://127.0.0.1:4280/v1/apps',
+                    "docker login registry.fly.io -u x --password-stdin && " +
+                    'curl -H "Authorization: Bearer $FLY_API_TOKEN" http://127.0.0.1:4280/v1/apps',
                 environment: { KILOCODE_API_KEY: "warm", API_TOKEN: "${API_TOKEN}" },
             }),
         ];
@@ -361,14 +371,14 @@ describe("no-secrets-in-commands", () => {
     });
 
     it("rejects a value the stack holds as a secret, naming only its source", async () => {
-        const stack = [...goodStack(), command("leak", { create: "bash run.sh", environment: { WORKER_HEADER: INTERNAL_API_KEY } })];
+        const stack = [...goodStack(), command("leak", { create: "bash run.sh", environment: { WORKER_HEADER: KILOCODE_API_KEY } })];
         const message = await onlyMessage(noSecretsInCommands, stack);
         assert.equal(
             message.split(" Fix: ")[0],
-            'Command "leak" environment.WORKER_HEADER contains the value of WorkerImageVersion "image-version".internalApiKey / WorkerInstance "instance".internalApiKey.',
+            'Command "leak" environment.WORKER_HEADER contains the value of WorkerInstance "instance".kilocodeApiKey.',
         );
         assert.match(message, /Fix: remove the secret from the command: pass it on the command's stdin/);
-        assert.ok(!message.includes(INTERNAL_API_KEY));
+        assert.ok(!message.includes(KILOCODE_API_KEY));
     });
 
     it("rejects secret-shaped text in every field", async () => {
@@ -394,10 +404,10 @@ describe("no-secrets-in-commands", () => {
         );
     });
 
-    it("finds a Fly token the stack carries and its shape together", async () => {
+    it("finds a Fly token by its shape (the stack keeps it only on the push's stdin)", async () => {
         const stack = [...goodStack(), command("login", { create: `echo '${FLY_TOKEN}' | docker login -u x --password-stdin registry.fly.io` })];
         const message = await onlyMessage(noSecretsInCommands, stack);
-        assert.match(message, /contains the value of WarmMachine "warm-machine"\.flyApiToken; a Fly token \(fm1_\/fm2_ macaroon\)\./);
+        assert.match(message, /^Command "login" create contains a Fly token \(fm1_\/fm2_ macaroon\)\. Fix: /);
         assert.ok(!message.includes(FLY_TOKEN) && !message.includes("fm2_lJPE"));
     });
 
@@ -452,12 +462,18 @@ describe("destroy-through-worker", () => {
         ["/usr/local/bin/flyctl app delete dev-abc -y", "`fly apps destroy`"],
         ["fly volumes destroy vol_123 -y", "`fly volume destroy`"],
         ["flyctl -a dev-abc destroy", "`fly ... destroy`"],
-        ["curl -s -X DELETE \\\n  -H 'Authorization: Bearer $T' 'https://api.machines.dev/v1/apps/dev-abc/machines/0805?force=true'", "an HTTP DELETE against the Fly Machines API"],
+        [
+            "curl -s -X DELETE \\\n  -H 'Authorization: Bearer $T' 'https://api.machines.dev/v1/apps/dev-abc/machines/0805?force=true'",
+            "an HTTP DELETE against the Fly Machines API",
+        ],
         ["curl --request DELETE http://127.0.0.1:4280/v1/apps/dev-abc", "an HTTP DELETE against the Fly Machines API"],
     ] as const) {
         it(`rejects ${JSON.stringify(text.split(/\s/).slice(0, 3).join(" "))}`, async () => {
             const stack = [...goodStack(), command("cleanup", { create: text })];
-            assert.match(await onlyMessage(destroyThroughWorker, stack), new RegExp(`bypasses the worker: ${what.replace(/[.*`]/g, "\\$&")} in create\\.`));
+            assert.match(
+                await onlyMessage(destroyThroughWorker, stack),
+                new RegExp(`bypasses the worker: ${what.replace(/[.*`]/g, "\\$&")} in create\\.`),
+            );
         });
     }
 });
@@ -466,19 +482,25 @@ describe("dev-mode-matches-user", () => {
     it("passes DEV_MODE=false with any user, and DEV_MODE=true with dev@kilocode.ai", async () => {
         assert.deepEqual(await violationsOf(devModeMatchesUser, goodStack()), []);
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).workerSettings.DEV_MODE = "true";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).workerSettings.DEV_MODE = "true";
         propsOf(stack, TYPES.workerInstance).userId = "dev@kilocode.ai";
         assert.deepEqual(await violationsOf(devModeMatchesUser, stack), []);
     });
 
     it("advises when DEV_MODE=true and the instance is for another user", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).workerSettings.DEV_MODE = "true";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).workerSettings.DEV_MODE = "true";
         const [v, ...rest] = await violationsOf(devModeMatchesUser, stack);
         assert.equal(rest.length, 0);
         assert.equal(v.level, "advisory");
-        assert.match(v.message, /^DEV_MODE=true makes the worker treat every request as dev@kilocode\.ai, but WorkerInstance "instance" is for userId "test-user-fly"/);
-        assert.match(v.message, /Fix: set the instance's userId to "dev@kilocode\.ai", or set DEV_MODE=false in \.dev\.vars and restart the worker\./);
+        assert.match(
+            v.message,
+            /^DEV_MODE=true makes the worker treat every request as dev@kilocode\.ai, but WorkerInstance "instance" is for userId "test-user-fly"/,
+        );
+        assert.match(
+            v.message,
+            /Fix: set the instance's userId to "dev@kilocode\.ai", or set DEV_MODE=false in \.dev\.vars and restart the worker\./,
+        );
     });
 });
 
@@ -486,14 +508,18 @@ describe("tunnel-base-url", () => {
     it("passes https://<host>/api/openrouter/ and an unset URL", async () => {
         assert.deepEqual(await violationsOf(tunnelBaseUrl, goodStack()), []);
         const stack = goodStack();
-        delete propsOf(stack, TYPES.workerImageVersion).workerSettings.KILOCODE_API_BASE_URL;
+        delete propsOf(stack, COMPONENT_TYPES.workerImageVersion).workerSettings.KILOCODE_API_BASE_URL;
         assert.deepEqual(await violationsOf(tunnelBaseUrl, stack), []);
     });
 
-    for (const url of ["https://abc123.ngrok-free.dev/api/openrouter", "http://abc123.ngrok-free.dev/api/openrouter/", "https://abc123.ngrok-free.dev/"]) {
+    for (const url of [
+        "https://abc123.ngrok-free.dev/api/openrouter",
+        "http://abc123.ngrok-free.dev/api/openrouter/",
+        "https://abc123.ngrok-free.dev/",
+    ]) {
         it(`advises on ${url}`, async () => {
             const stack = goodStack();
-            propsOf(stack, TYPES.workerImageVersion).workerSettings.KILOCODE_API_BASE_URL = url;
+            propsOf(stack, COMPONENT_TYPES.workerImageVersion).workerSettings.KILOCODE_API_BASE_URL = url;
             const [v, ...rest] = await violationsOf(tunnelBaseUrl, stack);
             assert.equal(rest.length, 0);
             assert.equal(v.level, "advisory");
@@ -507,21 +533,27 @@ describe("allowed-origins-include-app", () => {
     it("passes when the instance's app origin is listed, or origins are unset or *", async () => {
         assert.deepEqual(await violationsOf(allowedOriginsIncludeApp, goodStack()), []);
         const unset = goodStack();
-        delete propsOf(unset, TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS;
+        delete propsOf(unset, COMPONENT_TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS;
         assert.deepEqual(await violationsOf(allowedOriginsIncludeApp, unset), []);
         const star = goodStack();
-        propsOf(star, TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS = "*";
+        propsOf(star, COMPONENT_TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS = "*";
         assert.deepEqual(await violationsOf(allowedOriginsIncludeApp, star), []);
     });
 
     it("advises when the origin is missing, with the list to set", async () => {
         const stack = goodStack();
-        propsOf(stack, TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS = "http://localhost:3000";
+        propsOf(stack, COMPONENT_TYPES.workerImageVersion).workerSettings.OPENCLAW_ALLOWED_ORIGINS = "http://localhost:3000";
         const [v, ...rest] = await violationsOf(allowedOriginsIncludeApp, stack);
         assert.equal(rest.length, 0);
         assert.equal(v.level, "advisory");
-        assert.match(v.message, new RegExp(`^OPENCLAW_ALLOWED_ORIGINS does not include https://${FLY_APP}\\.fly\\.dev, the Fly app of WorkerInstance "instance"`));
-        assert.match(v.message, new RegExp(`Fix: set OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,https://${FLY_APP}\\.fly\\.dev in \\.dev\\.vars`));
+        assert.match(
+            v.message,
+            new RegExp(`^OPENCLAW_ALLOWED_ORIGINS does not include https://${FLY_APP}\\.fly\\.dev, the Fly app of WorkerInstance "instance"`),
+        );
+        assert.match(
+            v.message,
+            new RegExp(`Fix: set OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,https://${FLY_APP}\\.fly\\.dev in \\.dev\\.vars`),
+        );
     });
 
     it("falls back to the flyAppName output", async () => {

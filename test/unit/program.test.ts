@@ -1,6 +1,15 @@
 import * as assert from "node:assert/strict";
 import { devFlyAppName } from "../../lib/identity";
-import { fakeCheckout, findResource as find, isSecretValue, parentOf, ProgramRun, RegisteredResource, runProgram, unwrapSecrets } from "../program-harness";
+import {
+    fakeCheckout,
+    findResource as find,
+    isSecretValue,
+    parentOf,
+    ProgramRun,
+    RegisteredResource,
+    runProgram,
+    unwrapSecrets,
+} from "../program-harness";
 
 const USER = "44792035-0fb0-45e1-9115-ac6575f1ffa7";
 const SECRETS = {
@@ -28,11 +37,12 @@ describe("the program under mocks", function () {
         assert.equal(run.error, undefined, run.error);
     });
 
-    it("registers the six components, each owning its child, under kiloclaw:index types", () => {
+    it("registers one component per step, each owning its child, under kiloclaw:index types", () => {
         const components = run.resources.filter((r) => r.type.startsWith("kiloclaw:index:")).map((r) => r.type);
         assert.deepEqual(components.sort(), [
             "kiloclaw:index:ImageValidation",
             "kiloclaw:index:KiloclawImage",
+            "kiloclaw:index:LocalImages",
             "kiloclaw:index:RegistryPush",
             "kiloclaw:index:WarmMachine",
             "kiloclaw:index:WorkerImageVersion",
@@ -58,7 +68,10 @@ describe("the program under mocks", function () {
         const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
         const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
         const dependsOn = (r: RegisteredResource, on: RegisteredResource) =>
-            assert.ok(r.dependencies.some((d) => d.endsWith(`::${on.name}`)), `${r.name} does not depend on ${on.name}: ${r.dependencies.join(", ")}`);
+            assert.ok(
+                r.dependencies.some((d) => d.endsWith(`::${on.name}`)),
+                `${r.name} does not depend on ${on.name}: ${r.dependencies.join(", ")}`,
+            );
         dependsOn(smoke, image);
         dependsOn(push, smoke);
         dependsOn(warm, push);
@@ -87,22 +100,24 @@ describe("the program under mocks", function () {
         assert.equal(smoke.inputs.environment.EXPECTED_OPENCLAW_VERSION, "2026.2.9");
         const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
         assert.equal(version.inputs.openclawVersion, "2026.2.9");
-        assert.equal(version.inputs.openclawPin, "2026.2.9");
         assert.equal(version.inputs.imageDigest, `sha256:${"2".repeat(64)}`);
+        // The pin is a fact for the policy pack: the component's props and outputs, never its provider's input.
+        const facts = find(run, "kiloclaw:index:WorkerImageVersion");
+        assert.equal(facts.inputs.openclawPin, "2026.2.9");
+        assert.equal(facts.outputs.openclawPin, "2026.2.9");
+        assert.equal(version.inputs.openclawPin, undefined);
         const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
         assert.equal(instance.inputs.openclawVersion, "2026.2.9");
         assert.equal(instance.inputs.expectedFlyAppName, devFlyAppName(USER));
     });
 
-    it("keeps every secret a secret: provider inputs, push stdin, and the gateway token output", () => {
-        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
-        const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
+    it("keeps every secret a secret (provider inputs, push stdin, the gateway token) and access out of the state", () => {
         const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
         const push = run.resources.find((r) => r.name === "registry-push")!;
-        assert.ok(isSecretValue(warm.inputs.flyApiToken));
-        assert.ok(isSecretValue(version.inputs.internalApiKey));
-        assert.ok(isSecretValue(instance.inputs.internalApiKey));
         assert.ok(isSecretValue(instance.inputs.kilocodeApiKey));
+        // The worker key is read from the stack config when a provider runs: no resource carries it, wrapped or not.
+        const stored = JSON.stringify(run.resources.map((r) => unwrapSecrets(r.inputs)));
+        assert.ok(!stored.includes(SECRETS["kiloclaw:internalApiKey"]), "the internal API key is stored in a resource");
         assert.ok(isSecretValue(push.inputs.stdin));
         assert.equal(unwrapSecrets(push.inputs.stdin), "fm2_configuredflytoken");
         assert.equal(run.outputs.gatewayToken.secret, true);
@@ -150,15 +165,16 @@ describe("program modes and config errors", function () {
         assert.equal(find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance").inputs.imageTag, "dev-teammate01");
     });
 
-    it("decodes instanceId into the userId and reads secrets from .dev.vars when not configured", async () => {
+    it("decodes instanceId into the userId, and keeps the .dev.vars secrets out of the state", async () => {
         const checkout = fakeCheckout();
         const instanceId = Buffer.from(USER).toString("base64");
-        const run = await runProgram({ config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:instanceId": instanceId, "kiloclaw:warm": "false" } });
+        const run = await runProgram({
+            config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:instanceId": instanceId, "kiloclaw:warm": "false" },
+        });
         assert.equal(run.error, undefined, run.error);
         const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
         assert.equal(instance.inputs.userId, USER);
-        assert.ok(isSecretValue(instance.inputs.internalApiKey));
-        assert.equal(unwrapSecrets(instance.inputs.internalApiKey), "internal-secret-from-dev-vars");
+        assert.ok(!JSON.stringify(run.resources.map((r) => unwrapSecrets(r.inputs))).includes("internal-secret-from-dev-vars"));
         assert.ok(!run.resources.some((r) => r.type.endsWith("WarmMachine")), "warm=false still registered a warm machine");
     });
 
