@@ -84,6 +84,7 @@ interface WorkerScenario {
     runningToReturnMs: number;
     statusCalls: number;
     calls: string;
+    provisionPosts: number;
     flyRequests: number;
 }
 
@@ -93,7 +94,12 @@ interface WorkerScenarioOptions {
     pollMs?: number;
     /** Fly's first wait answers 408 (as a pull longer than the worker's 60 s wait would). */
     firstWait408?: boolean;
+    /** The worker answers /provision only after the provider's 1 s per-call timeout (the answer is lost). */
+    slowProvision?: boolean;
 }
+
+/** How long the worker holds /provision in the slow scenario, past the provider's 1 s per-call timeout. */
+const SLOW_PROVISION_MS = 2500;
 
 async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario> {
     return withCleanup(async () => {
@@ -114,8 +120,9 @@ async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario>
                 body: { error: "deadline_exceeded: machine failed to reach desired state, started, currently replacing" },
             });
         }
+        if (o.slowProvision) worker.inject({ method: "POST", path: "/api/platform/provision", delayMs: SLOW_PROVISION_MS });
         // An undefined pollMs leaves the provider's own default (1000 ms).
-        const inputs = instanceInputs(stage, { timeoutSeconds: 60, pollMs: o.pollMs });
+        const inputs = instanceInputs(stage, { timeoutSeconds: 60, pollMs: o.pollMs, ...(o.slowProvision ? { requestTimeoutSeconds: 1 } : {}) });
         await (workerInstanceProvider as Provider).create(inputs);
         const returnedAt = Date.now();
         const runningAt = worker.instance(stage.userId)?.lastStartedAt ?? NaN;
@@ -130,6 +137,7 @@ async function workerScenario(o: WorkerScenarioOptions): Promise<WorkerScenario>
             runningToSeenMs: (seen?.at ?? NaN) - runningAt,
             runningToReturnMs: returnedAt - runningAt,
             statusCalls: statusReads.length,
+            provisionPosts: count("provision"),
             calls: `provision ${count("provision")} (${statusesOf(worker.requests.filter((r) => r.path === "/api/platform/provision"))}), start ${count("start")}, gateway-token ${count("gateway-token")}`,
             flyRequests: fly.requests.length,
         };
@@ -155,6 +163,12 @@ export async function readinessBenchmark(): Promise<BenchResult> {
         workerRuns.push(await workerScenario({ label: "early worker (provisioned, then /start)", profile: "early", pollMs }));
         workerRuns.push(await workerScenario({ label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`, profile: "current", pollMs, firstWait408: true }));
     }
+    const slowRuns: WorkerScenario[] = [];
+    for (const profile of ["early", "current", "newest"] as const) {
+        const label = `${profile} worker, /provision answered after ${SLOW_PROVISION_MS / 1000} s, client timeout 1 s`;
+        slowRuns.push(await workerScenario({ label, profile, pollMs: 250, slowProvision: true }));
+    }
+    workerRuns.push(...slowRuns);
 
     const [flyDefault, flyShort] = flyRuns;
     const wDefault = workerRuns[0];
@@ -168,6 +182,11 @@ export async function readinessBenchmark(): Promise<BenchResult> {
         { name: "Fly: wait calls per minute of waiting", value: `${long.waitCallsPerMinute.toFixed(2)} (default), ${flyShort.waitCallsPerMinute.toFixed(0)} (waitSeconds 1)`, meaning: "default: measured over an emulated 3-minute pull; waitSeconds 1: over the real 3 s pull" },
         { name: "worker: running → create returned (default pollMs)", value: ms(wDefault.runningToReturnMs), meaning: "current worker: provision itself waits for Fly's started; includes the gateway-token read" },
         { name: "worker: status calls per rollout (default pollMs)", value: `${wDefault.statusCalls} (current), ${wOlder1000.statusCalls} (older), ${w408.statusCalls} (408)`, meaning: "GET /api/platform/status calls in one WorkerInstance create, per scenario below" },
+        {
+            name: "worker: provision POSTs per create under a timeout",
+            value: slowRuns.map((r) => `${r.provisionPosts} (${r.label.split(" ")[0]})`).join(", "),
+            meaning: `the answer to /provision arrives ${SLOW_PROVISION_MS / 1000} s after a 1 s client timeout: the provider reads the status instead of sending it again (the old client re-sent it)`,
+        },
         { name: "worker: running → status read saw it, older worker", value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`, meaning: "after /start returns (running), the provider reads the status at once" },
     ];
     const tables: Table[] = [

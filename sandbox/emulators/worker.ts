@@ -313,12 +313,8 @@ export class WorkerEmulator extends Emulator {
         operation: string,
         action: (b: T) => Promise<JsonReply>,
     ): Promise<JsonReply> {
-        let body: unknown;
-        try {
-            body = JSON.parse(req.rawBody);
-        } catch {
-            return { status: 400, body: { error: "Malformed JSON body" } };
-        }
+        const body = parseJson(req.rawBody);
+        if (body === MALFORMED) return MALFORMED_REPLY;
         const result = validate(body, this.profile.zod);
         if (!result.ok) return { status: 400, body: { error: "Invalid request", details: result.details } };
         return this.guard(operation, () => action(result.value));
@@ -335,12 +331,8 @@ export class WorkerEmulator extends Emulator {
     }
 
     private async publish(req: IncomingJson): Promise<JsonReply> {
-        let body: unknown;
-        try {
-            body = JSON.parse(req.rawBody);
-        } catch {
-            return { status: 400, body: { error: "Malformed JSON body" } };
-        }
+        const body = parseJson(req.rawBody);
+        if (body === MALFORMED) return MALFORMED_REPLY;
         const checked = validatePublishBody(body, this.profile.zod);
         if (!checked.ok) return { status: 400, body: { error: checked.error, ...(checked.details ? { details: checked.details } : {}) } };
         const b = checked.value;
@@ -768,6 +760,17 @@ export class WorkerEmulator extends Emulator {
         const rec = this.instances.get(userId);
         if (!rec) return { status: 404, body: { error: NOT_PROVISIONED } };
         return { status: 200, body: { gatewayToken: gatewayTokenFor(rec.sandboxId, secret) } };
+    }
+}
+
+const MALFORMED = Symbol("malformed JSON");
+const MALFORMED_REPLY: JsonReply = { status: 400, body: { error: "Malformed JSON body" } };
+
+function parseJson(raw: string): unknown {
+    try {
+        return JSON.parse(raw);
+    } catch {
+        return MALFORMED;
     }
 }
 

@@ -24,7 +24,7 @@ import {
     startRegistry,
 } from "../../sandbox/docker";
 import { fault, LeakScope } from "./leaks";
-import { closeStage, completed, destroyRollout, machineAppears, REGISTRY_APP, rollout, Stage, stageScope, StageOptions, startStage, stoppedAt, TAG, warm, warmInputs } from "./rollout";
+import { closeStage, completed, destroyRollout, machineAppears, REGISTRY_APP, rollout, Stage, stageScope, StageOptions, startStage, stoppedAt, TAG, warmInputs } from "./rollout";
 
 const PIN = "2026.2.9";
 /** Docker-mode emulator seconds: slower than the in-memory ones, real containers start in between. */

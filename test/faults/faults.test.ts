@@ -15,7 +15,6 @@ import { freePort, REPO_ROOT } from "../../sandbox/docker";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fault } from "./leaks";
 import {
-    closeStage,
     completed,
     configureStage,
     destroyRollout,
@@ -29,23 +28,13 @@ import {
     rollout,
     Stage,
     stageScope,
-    StageOptions,
-    startStage,
     stoppedAt,
     TAG,
     warm,
     warmInputs,
+    withStage,
 } from "./rollout";
 
-/** Starts a stage, runs `body`, and always closes the stage. */
-async function withStage(opts: StageOptions, body: (stage: Stage) => Promise<void>): Promise<void> {
-    const stage = await startStage(opts);
-    try {
-        await body(stage);
-    } finally {
-        await closeStage(stage);
-    }
-}
 
 /** Completes, then `pulumi destroy`: the instance and everything on Fly must be gone. */
 async function completeAndDestroy(stage: Stage, result: Awaited<ReturnType<typeof rollout>>): Promise<void> {

@@ -6,10 +6,20 @@ import { WorkerImageVersionInputs, WorkerImageVersionOutputs } from "../../dynam
 import { WorkerInstanceInputs, WorkerInstanceOutputs } from "../../dynamic-providers/workerInstanceProvider";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
-import { instance, instanceInputs, Stage, versionInputs, warm, warmInputs, workerVersion } from "../../sandbox/stage";
+import { closeStage, instance, instanceInputs, Stage, StageOptions, startStage, versionInputs, warm, warmInputs, workerVersion } from "../../sandbox/stage";
 import { LeakScope } from "./leaks";
 
 export * from "../../sandbox/stage";
+
+/** Starts a stage, runs `body`, and always closes the stage. */
+export async function withStage(opts: StageOptions, body: (stage: Stage) => Promise<void>): Promise<void> {
+    const stage = await startStage(opts);
+    try {
+        await body(stage);
+    } finally {
+        await closeStage(stage);
+    }
+}
 
 /** What a fault run may leave in this stage. */
 export function stageScope(stage: Stage, extra: LeakScope = {}): LeakScope {

@@ -5,16 +5,8 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { WORKER_PROFILES } from "../../sandbox/emulators/worker-profiles";
 import { fault } from "./leaks";
-import { closeStage, completed, destroyRollout, rollout, Stage, StageOptions, stageScope, startStage, stoppedAt } from "./rollout";
+import { completed, destroyRollout, rollout, Stage, stageScope, stoppedAt, withStage } from "./rollout";
 
-async function withStage(opts: StageOptions, body: (stage: Stage) => Promise<void>): Promise<void> {
-    const stage = await startStage(opts);
-    try {
-        await body(stage);
-    } finally {
-        await closeStage(stage);
-    }
-}
 
 const posts = (stage: Stage, route: string) => stage.worker.requests.filter((r) => r.method === "POST" && r.path === `/api/platform/${route}`).length;
 

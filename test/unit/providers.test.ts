@@ -418,6 +418,23 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             assert.equal(posts("provision").length, 1);
         });
 
+        it("a machine create Fly refuses once: the status decides, the start goes through (newest: past its cooldown, ours)", async () => {
+            fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${devFlyAppName(USER)}/machines$`), status: 422, body: { error: "no capacity" } });
+            if (profile === "early") {
+                // The early worker creates the machine on /start, which fails with no machine to wait for: say so, remove the instance.
+                const err = await rejects(instance.create(inputs()));
+                assert.match(err.message, /Starting the instance of user-provider-test failed \(500 /);
+                assert.equal(worker.instance(USER), undefined);
+                return;
+            }
+            const { outs } = await instance.create(inputs());
+            assert.equal(outs.status, "running");
+            assert.equal(posts("provision").length, 1);
+            const starts = posts("start").map((r) => [r.status, (r.body as { skipCooldown?: boolean }).skipCooldown ?? false]);
+            // Newest: the background start failed before a machine existed, so /start meets the cooldown; the failure was ours.
+            assert.deepEqual(starts, profile === "newest" ? [[500, false], [200, true]] : [[200, false]]);
+        });
+
         it("fails with the runbook's gateway steps when the gateway never answers (where the worker reports it)", async () => {
             worker.setGateway("crashed");
             if (profile === "early") {

@@ -8,7 +8,7 @@ import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fakeCheckout, runProgram, unwrapSecrets } from "../program-harness";
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
 
 const USER = "user-serialized";
