@@ -155,6 +155,8 @@ export interface PrebuiltImageOutputs extends PrebuiltImageInputs {
 export interface SmokeTestEnvironment {
     IMAGE: string;
     EXPECTED_OPENCLAW_VERSION: string;
+    /** The Dockerfile's `ENV NODE_VERSION`, when it has one. */
+    EXPECTED_NODE_VERSION?: string;
     STARTUP_DEADLINE_SECONDS: string;
     GATEWAY_DEADLINE_SECONDS: string;
 }

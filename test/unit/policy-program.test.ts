@@ -1,9 +1,10 @@
 // The whole pack over what the real program registers (under mocks), for a good
 // configuration and for a bad one.
 import * as assert from "node:assert/strict";
+import { PushEnvironment, RESOURCE_TYPES, SmokeTestEnvironment } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
 import { runPack } from "../policy-harness";
-import { fakeCheckout, policyResources, runProgram } from "../program-harness";
+import { fakeCheckout, policyResources, resourcesOfType, runProgram } from "../program-harness";
 
 const USER = "policy-user";
 
@@ -33,6 +34,25 @@ describe("the policy pack over the mocked program", function () {
         assert.equal(run.error, undefined, run.error);
         const violations = await runPack(policyResources(run));
         assert.deepEqual(violations, []);
+    });
+
+    it("sees the scripts' environment under the names the contract gives them (the pack reads them)", async () => {
+        const run = await runProgram({ config: { "kiloclaw:kiloclawDir": fakeCheckout().kiloclawDir, "kiloclaw:userId": USER } });
+        assert.equal(run.error, undefined, run.error);
+        const smoke: Array<keyof SmokeTestEnvironment> = [
+            "IMAGE",
+            "EXPECTED_OPENCLAW_VERSION",
+            "STARTUP_DEADLINE_SECONDS",
+            "GATEWAY_DEADLINE_SECONDS",
+        ];
+        const push: Array<keyof PushEnvironment> = ["SOURCE_IMAGE", "TARGET_IMAGE", "REGISTRY_SERVER", "REGISTRY_USERNAME"];
+        const environments = resourcesOfType(run, RESOURCE_TYPES.command).map((c) => Object.keys(c.inputs.environment ?? {}));
+        for (const names of [smoke, push]) {
+            assert.ok(
+                environments.some((env) => names.every((name) => env.includes(name))),
+                `no Command sets ${names.join(", ")}: ${JSON.stringify(environments)}`,
+            );
+        }
     });
 
     it("reports the expected violations for a bad one", async () => {
