@@ -71,7 +71,9 @@ async function buildAndPushFixture(sandbox: SandboxState): Promise<string> {
     const tag = imageTagForContext(sandbox.kiloclawDir);
     const local = `kiloclaw:${tag}`;
     const ref = `${sandbox.registryServer}/${sandbox.registryApp}:${tag}`;
-    recordImages([local, ref]);
+    // Only what is not in the engine yet is the rehearsal's to remove (the same checkout always gives the same tag).
+    const present = new Set(localImages());
+    recordImages([local, ref].filter((r) => !present.has(r)));
     say(`building ${local} from ${sandbox.kiloclawDir} (docker build --platform linux/amd64)`);
     await dockerBuild(sandbox.kiloclawDir, local);
     say(`pushing ${ref} (scripts/push-image.sh, token on stdin)`);

@@ -1,0 +1,95 @@
+// `npm run rehearse` as a newcomer runs it: one command to a running sandbox instance,
+// one to tear it all down, leaving the tree, the containers and the images as they were.
+// Real Docker, the real registry and the built Pulumi CLI; its own sandbox dir and free ports.
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { assertDockerRunning, freePort, REPO_ROOT, run, RunResult } from "../../sandbox/docker";
+import { STACK, USER_ID } from "../../sandbox/rehearse";
+import { existingRehearsalStack, findPulumi } from "../../sandbox/workspace";
+
+async function lines(command: string, args: string[]): Promise<string[]> {
+    const r = await run(command, args);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.split("\n").filter(Boolean).sort();
+}
+
+// Other suites may run beside this one on a developer's machine (their own registries, fixtures and emulator
+// machines): compare everything a rehearsal can make — the images it builds (kiloclaw:dev-*), pushes and pulls
+// (its registry's refs), the fixture base image, and the containers of any of these.
+let registryServer = "";
+const ours = (line: string) => line.startsWith("kiloclaw:dev-") || line.startsWith("kiloclaw-fixture-base:") || line.includes(`${registryServer}/`);
+const rehearsalImages = async () => (await lines("docker", ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])).filter(ours);
+const rehearsalContainers = async () => (await lines("docker", ["ps", "-a", "--format", "{{.Image}} {{.Names}} {{.Status}}"])).filter(ours);
+const gitStatus = () => lines("git", ["-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=all"]);
+
+describe("npm run rehearse, end to end", function () {
+    this.timeout(1_800_000);
+    let work: string;
+    let env: Record<string, string>;
+    const initial: Record<string, string[]> = {};
+    let destroyed = false;
+
+    const rehearse = (...args: string[]): Promise<RunResult> => run("npm", ["run", "-s", "rehearse", "--", ...args], { env });
+    const must = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+
+    before(async () => {
+        assertDockerRunning();
+        work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-rehearse-"));
+        env = {
+            SANDBOX_DIR: path.join(work, "sandbox"),
+            SANDBOX_REGISTRY_PORT: String(await freePort()),
+            SANDBOX_FLY_PORT: String(await freePort()),
+            SANDBOX_WORKER_PORT: String(await freePort()),
+            // No plugins installed here: the rehearsal must pick prebuilt mode on its own.
+            PULUMI_HOME: path.join(work, "pulumi-home"),
+        };
+        registryServer = `127.0.0.1:${env.SANDBOX_REGISTRY_PORT}`;
+        initial.git = await gitStatus();
+        initial.images = await rehearsalImages();
+        initial.containers = await rehearsalContainers();
+    });
+
+    after(async () => {
+        if (!destroyed && env) await rehearse("--destroy");
+        if (work) fs.rmSync(work, { recursive: true, force: true });
+    });
+
+    it("1. reaches a running instance from nothing, saying which mode and why", async () => {
+        const r = await rehearse();
+        must(r, "npm run rehearse");
+        assert.match(r.stdout, /prebuilt mode: the docker and command plugins are not installed/);
+        assert.match(r.stdout, /Updating \(sandbox\)/, "Pulumi's own progress was not streamed");
+        assert.match(r.stdout, /Try next:[\s\S]*--preview[\s\S]*--destroy/);
+
+        // The same stack, read through the Automation API: typed outputs, not the printed text.
+        const stack = await existingRehearsalStack({ dir: path.join(env.SANDBOX_DIR, "pulumi"), stackName: STACK, pulumi: await findPulumi(), pulumiHome: env.PULUMI_HOME });
+        assert.ok(stack, "no stack under SANDBOX_DIR/pulumi");
+        const outputs = await stack.outputs();
+        assert.equal(outputs.status.value, "running");
+        assert.equal(outputs.userId.value, USER_ID);
+        assert.equal(outputs.trackedImageTag.value, outputs.tag.value);
+        assert.equal(outputs.gatewayToken.secret, true);
+        // Its settings live with it, outside the tracked tree.
+        assert.ok(fs.existsSync(path.join(env.SANDBOX_DIR, "pulumi", "project", `Pulumi.${STACK}.yaml`)));
+        assert.deepEqual(await gitStatus(), initial.git);
+    });
+
+    it("2. a second run converges without changes", async () => {
+        const r = await rehearse();
+        must(r, "the second npm run rehearse");
+        assert.match(r.stdout, /Resources:\s+\d+ unchanged/);
+    });
+
+    it("3. --destroy leaves git status, docker ps -a and docker images as they were", async () => {
+        const r = await rehearse("--destroy");
+        destroyed = true;
+        must(r, "npm run rehearse -- --destroy");
+        assert.match(r.stdout, /removing the images this rehearsal made/);
+        assert.deepEqual(await gitStatus(), initial.git);
+        assert.deepEqual(await rehearsalContainers(), initial.containers);
+        assert.deepEqual(await rehearsalImages(), initial.images);
+        assert.ok(!fs.existsSync(path.join(env.SANDBOX_DIR, "state.json")), "the sandbox still runs");
+    });
+});
