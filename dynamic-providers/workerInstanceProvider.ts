@@ -16,6 +16,9 @@ export type { WorkerInstanceInputs, WorkerInstanceOutputs };
 
 const REPLACE_ON = ["userId", "imageTag", "imageRef", "openclawVersion", "region"] as const;
 
+/** Fly machine states on the way to `started` (a first pull shows as `replacing`). */
+const FLY_STARTING_STATES = ["starting", "replacing", "restarting", "updating"];
+
 /** Fly's 60 s wait plus the worker's 60 s health probe, and a margin: a lifecycle call may take that long. */
 const DEFAULT_REQUEST_TIMEOUT_SECONDS = 150;
 
@@ -142,8 +145,10 @@ async function untilRunning(run: StartRun): Promise<platform.InstanceStatus> {
         if (s.status === "provisioned" || s.status === "stopped") {
             const state = await machineState(s);
             if (state === "failed") throw machineFailedError(inputs, s.flyAppName ?? inputs.expectedFlyAppName, 'Fly state "failed"');
+            // Fly is still pulling or starting the worker's machine: a /start now would only queue behind the worker's own.
+            const underWay = state !== undefined && FLY_STARTING_STATES.includes(state);
             // Older workers do not auto-start; after a Fly timeout the worker also needs a second start.
-            const started = await startInstance(run, s);
+            const started = !underWay && (await startInstance(run, s));
             if (started && !readAgainAtOnce) {
                 readAgainAtOnce = true; // The worker answers /start once the machine runs: read at once (once in a row).
                 continue;
@@ -289,7 +294,8 @@ export const workerInstanceProvider: pulumi.dynamic.ResourceProvider<WorkerInsta
     configure: configureFromStack,
 
     async diff(_id: string, olds: WorkerInstanceOutputs, news: WorkerInstanceInputs): Promise<pulumi.dynamic.DiffResult> {
-        const replaces: string[] = REPLACE_ON.filter((k) => olds[k] !== news[k]);
+        // State written before imageRef existed has none: the tag alone decides there.
+        const replaces: string[] = REPLACE_ON.filter((k) => olds[k] !== news[k] && !(k === "imageRef" && olds.imageRef === undefined));
         // Refresh found the instance on another tag, or settled off `running`: re-provision it.
         // A transient status (the worker starting, restarting or restoring it) is not a reason.
         if (olds.trackedImageTag && olds.trackedImageTag !== news.imageTag && !replaces.includes("imageTag")) replaces.push("imageTag");

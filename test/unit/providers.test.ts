@@ -498,6 +498,9 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             assert.equal(diff.deleteBeforeReplace, true);
             const none = await instance.diff(id, outs!, inputs());
             assert.equal(none.changes, false);
+            // State from before imageRef existed: an update, not a replacement.
+            const { imageRef: _dropped, ...older } = outs!;
+            assert.deepEqual((await instance.diff(id, older, inputs())).replaces, []);
         });
     });
 }
