@@ -59,7 +59,11 @@ export async function flyWaitBenchmark(): Promise<BenchResult> {
         await until(() => waitCalls(emu, id) > 0, 10_000);
         emu.exitProcess(APP, id);
         const outcome = await waiting;
-        return { waits: waitCalls(emu, id), all: emu.requests.filter((r) => r.path.includes(`/machines/${id}`)).length, ended: outcome instanceof Error };
+        return {
+            waits: waitCalls(emu, id),
+            all: emu.requests.filter((r) => r.path.includes(`/machines/${id}`)).length,
+            ended: outcome instanceof Error,
+        };
     });
     const perMinute = (calls: number, seconds: number) => ((calls * 60) / seconds).toFixed(0);
     return {

@@ -25,7 +25,7 @@ export interface HttpRequest {
 
 export interface HttpResponse {
     status: number;
-    body: any;
+    body: unknown;
     headers: Record<string, string>;
 }
 

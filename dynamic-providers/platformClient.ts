@@ -180,14 +180,15 @@ export async function getDebugStatus(api: WorkerApi, userId: string): Promise<De
 /** The gateway process state on the machine ("running" when it serves), or undefined while the worker cannot say. */
 export async function getGatewayState(api: WorkerApi, userId: string): Promise<string | undefined> {
     const res = await call(api, "GET", `gateway/status?userId=${encodeURIComponent(userId)}`);
-    if (res.status === 200 && res.body && typeof res.body.state === "string") return res.body.state;
+    const state = (res.body as { state?: unknown } | undefined)?.state;
+    if (res.status === 200 && typeof state === "string") return state;
     if (res.status === 403 || isNoSuchRoute(res)) throw workerError(`Reading the gateway status of ${userId}`, res);
     return undefined;
 }
 
 export async function getGatewayToken(api: WorkerApi, userId: string): Promise<string | undefined> {
     const res = await call(api, "GET", `gateway-token?userId=${encodeURIComponent(userId)}`);
-    if (res.status === 200) return String(res.body?.gatewayToken ?? "");
+    if (res.status === 200) return String((res.body as { gatewayToken?: unknown } | undefined)?.gatewayToken ?? "");
     if (res.status === 404 || res.status === 503) return undefined;
     throw workerError(`Reading the gateway token of ${userId}`, res);
 }

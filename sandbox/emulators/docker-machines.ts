@@ -42,10 +42,7 @@ export interface DockerResult {
 }
 
 /** Runs `docker <args>`; resolves with the exit code instead of throwing. */
-export function docker(
-    args: string[],
-    opts: { env?: NodeJS.ProcessEnv; stdin?: string; timeoutMs?: number } = {},
-): Promise<DockerResult> {
+export function docker(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string; timeoutMs?: number } = {}): Promise<DockerResult> {
     return new Promise((resolve) => {
         const child = spawn("docker", args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
         let stdout = "";
@@ -139,12 +136,20 @@ export class DockerMachines {
             });
             await fs.writeFile(envFile, lines.join("\n") + "\n", { mode: 0o600 });
             const args = [
-                "run", "-d", "--pull", "never",
-                "--name", name,
-                "--label", `${EMULATOR_LABEL}=1`,
-                "--label", `${EMULATOR_LABEL}.app=${app}`,
-                "-p", `127.0.0.1::${internalPort}`,
-                "--env-file", envFile,
+                "run",
+                "-d",
+                "--pull",
+                "never",
+                "--name",
+                name,
+                "--label",
+                `${EMULATOR_LABEL}=1`,
+                "--label",
+                `${EMULATOR_LABEL}.app=${app}`,
+                "-p",
+                `127.0.0.1::${internalPort}`,
+                "--env-file",
+                envFile,
             ];
             if (this.opts.network) args.push("--network", this.opts.network);
             args.push(image);
@@ -241,7 +246,10 @@ export class DockerMachines {
     /** Removes containers left by earlier, crashed runs (anything carrying the emulator label). */
     static async removeStrayContainers(): Promise<number> {
         const r = await docker(["ps", "-aq", "--filter", `label=${EMULATOR_LABEL}=1`]);
-        const ids = r.stdout.split("\n").map((s) => s.trim()).filter(Boolean);
+        const ids = r.stdout
+            .split("\n")
+            .map((s) => s.trim())
+            .filter(Boolean);
         if (ids.length > 0) await docker(["rm", "-f", ...ids], { timeoutMs: 120_000 });
         return ids.length;
     }

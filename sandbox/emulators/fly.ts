@@ -6,9 +6,22 @@ import { DockerMachines, DockerModeOptions } from "./docker-machines";
 import { Emulator, IncomingJson, JsonReply } from "./server";
 
 export type MachineState =
-    | "created" | "creating" | "starting" | "started" | "stopping" | "stopped"
-    | "suspending" | "suspended" | "failed" | "restarting" | "updating" | "replacing"
-    | "destroying" | "destroyed" | "replaced" | "launch_failed";
+    | "created"
+    | "creating"
+    | "starting"
+    | "started"
+    | "stopping"
+    | "stopped"
+    | "suspending"
+    | "suspended"
+    | "failed"
+    | "restarting"
+    | "updating"
+    | "replacing"
+    | "destroying"
+    | "destroyed"
+    | "replaced"
+    | "launch_failed";
 
 export interface FlyEmulatorOptions {
     /** Accepted API token. `fm1*`/`fm2*` tokens must come as `FlyV1 <token>`, others as `Bearer <token>`. No auth check when absent. */
@@ -223,7 +236,9 @@ export class FlyEmulator extends Emulator {
         if (rest.length === 0) {
             if (method === "GET") {
                 const rec = this.apps_.get(app);
-                return rec ? ok({ ...appJson(rec), machine_count: this.liveMachines(app).length, volume_count: this.volumes(app).length }) : err(404, "app not found");
+                return rec
+                    ? ok({ ...appJson(rec), machine_count: this.liveMachines(app).length, volume_count: this.volumes(app).length })
+                    : err(404, "app not found");
             }
             if (method === "DELETE") {
                 if (!this.apps_.has(app)) return err(404, "app not found");
@@ -328,7 +343,7 @@ export class FlyEmulator extends Emulator {
             id,
             name: typeof b?.name === "string" && b.name ? b.name : `emu-${randomHex(3)}`,
             state: "created",
-            region: typeof b?.region === "string" && b.region ? b.region : this.opts.defaultRegion ?? "iad",
+            region: typeof b?.region === "string" && b.region ? b.region : (this.opts.defaultRegion ?? "iad"),
             instance_id: ulid(),
             private_ip: `fdaa:0:1:a7b:${randomHex(2)}:${randomHex(2)}:${randomHex(2)}:2`,
             image_ref: parseImageRef(machineConfig.image, this.digests.get(machineConfig.image)),
@@ -575,7 +590,7 @@ export class FlyEmulator extends Emulator {
             const volume: FlyVolume = {
                 id: `vol_${randomHex(8)}`,
                 name: b.name,
-                region: typeof b.region === "string" && b.region ? b.region : this.opts.defaultRegion ?? "iad",
+                region: typeof b.region === "string" && b.region ? b.region : (this.opts.defaultRegion ?? "iad"),
                 size_gb: typeof b.size_gb === "number" ? b.size_gb : 1,
                 state: "created",
                 zone: randomHex(2),

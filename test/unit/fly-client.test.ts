@@ -14,7 +14,11 @@ const IMAGE = "registry.fly.io/kiloclaw-dev:dev-0123456789ab";
 const WARM_CONFIG = { image: IMAGE, auto_destroy: true, restart: { policy: "no" as const } };
 
 /** The error `p` rejects with; fails the test if it resolves. */
-const rejects = (p: Promise<unknown>): Promise<Error> => p.then(() => assert.fail("expected a rejection"), (err: Error) => err);
+const rejects = (p: Promise<unknown>): Promise<Error> =>
+    p.then(
+        () => assert.fail("expected a rejection"),
+        (err: Error) => err,
+    );
 
 describe("http.ts: retries by undici's RetryAgent", function () {
     this.timeout(30_000);
@@ -32,15 +36,28 @@ describe("http.ts: retries by undici's RetryAgent", function () {
         emu.inject({ method: "GET", status: 429 });
         const res = await requestJson({ method: "GET", url: url(""), headers: auth, backoffMs: 10 });
         assert.equal(res.status, 200);
-        assert.deepEqual(emu.requests.map((r) => r.status), [429, 200]);
+        assert.deepEqual(
+            emu.requests.map((r) => r.status),
+            [429, 200],
+        );
     });
 
     it("re-sends a non-idempotent POST only when Fly said it did not process it (429, 503)", async () => {
         emu.inject({ method: "POST", status: 429 });
         emu.inject({ method: "POST", status: 503 });
-        const res = await requestJson({ method: "POST", url: url(""), headers: auth, body: { config: WARM_CONFIG }, idempotent: false, backoffMs: 10 });
+        const res = await requestJson({
+            method: "POST",
+            url: url(""),
+            headers: auth,
+            body: { config: WARM_CONFIG },
+            idempotent: false,
+            backoffMs: 10,
+        });
         assert.equal(res.status, 200);
-        assert.deepEqual(emu.requests.map((r) => r.status), [429, 503, 200]);
+        assert.deepEqual(
+            emu.requests.map((r) => r.status),
+            [429, 503, 200],
+        );
         assert.equal(emu.machines(APP).length, 1);
     });
 
@@ -117,7 +134,12 @@ describe("flyMachinesClient against the Fly emulator", function () {
     it("reads the state from GET /machines/{id}, not from the 408 text", async () => {
         emu = await FlyEmulator.start({ token: TOKEN, msPerSecond: 10, firstPullDelayMs: 3_600_000 });
         const id = await createWarm();
-        emu.inject({ method: "GET", path: /\/wait$/, status: 408, body: { error: "machine failed to reach desired state, started, currently failed" } });
+        emu.inject({
+            method: "GET",
+            path: /\/wait$/,
+            status: 408,
+            body: { error: "machine failed to reach desired state, started, currently failed" },
+        });
         const outcome = await fly.waitForStarted(api(), APP, id, { deadline: Date.now() + 1000, waitSeconds: 60, image: IMAGE });
         assert.equal(outcome.lastState, "replacing");
         assert.ok(emu.requests.some((r) => r.method === "GET" && r.path === `/v1/apps/${APP}/machines/${id}`));

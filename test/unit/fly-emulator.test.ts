@@ -30,7 +30,11 @@ describe("FlyEmulator", () => {
     }
 
     async function createMachine(app = "warm-app", extra: Record<string, unknown> = {}): Promise<string> {
-        const r = await call("POST", `/apps/${app}/machines`, { region: "iad", config: { image: IMAGE, env: { KILOCODE_API_KEY: "warm" } }, ...extra });
+        const r = await call("POST", `/apps/${app}/machines`, {
+            region: "iad",
+            config: { image: IMAGE, env: { KILOCODE_API_KEY: "warm" } },
+            ...extra,
+        });
         assert.equal(r.status, 200, JSON.stringify(r.body));
         return r.body.id as string;
     }
@@ -204,7 +208,10 @@ describe("FlyEmulator", () => {
             assert.equal(first.status, 408);
             assert.match(first.body.error, /currently destroyed/);
             const again = await Promise.all([1, 2, 3].map(() => call("GET", `/apps/warm-app/machines/${id}/wait?state=started&timeout=60`)));
-            assert.deepEqual(again.map((r) => r.status), [408, 408, 408]);
+            assert.deepEqual(
+                again.map((r) => r.status),
+                [408, 408, 408],
+            );
             assert.equal((await call("GET", `/apps/warm-app/machines/${id}`)).status, 404);
             assert.equal((await call("GET", `/apps/warm-app/machines/${id}/wait?state=destroyed&timeout=1`)).status, 404);
         });
@@ -291,7 +298,10 @@ describe("FlyEmulator", () => {
             const third = await call("POST", "/apps/a/machines", { config: { image: IMAGE } });
             assert.deepEqual([first.status, second.status, third.status], [503, 503, 200]);
             assert.deepEqual(first.body, { error: "unavailable: try again" });
-            assert.deepEqual(fly.requests.map((r) => r.faulted), [true, true, false]);
+            assert.deepEqual(
+                fly.requests.map((r) => r.faulted),
+                [true, true, false],
+            );
             assert.equal(fly.machines("a").length, 1);
         });
 
