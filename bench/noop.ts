@@ -102,17 +102,34 @@ export async function noopBenchmark(): Promise<BenchResult> {
                 ms: t.ms,
             });
         }
-        const devVarsUnchanged = fs.readFileSync(devVarsPath, "utf8") === devVarsBefore.text && fs.statSync(devVarsPath).mtimeMs === devVarsBefore.mtime;
+        const devVarsUnchanged =
+            fs.readFileSync(devVarsPath, "utf8") === devVarsBefore.text && fs.statSync(devVarsPath).mtimeMs === devVarsBefore.mtime;
         const mutating = rows.reduce((n, r) => n + r.mutating, 0);
         const total = rows.reduce((n, r) => n + r.total, 0);
         const anyChanges = rows.some((r) => r.diffChanges.startsWith("changes=true") || r.diffAfterRead === "changes=true");
 
         const figures: Figure[] = [
-            { name: "mutating requests in the second run", value: String(mutating), meaning: "POST/PUT/PATCH/DELETE seen by the Fly and worker emulators during diff + read of all three providers (should be 0)" },
+            {
+                name: "mutating requests in the second run",
+                value: String(mutating),
+                meaning: "POST/PUT/PATCH/DELETE seen by the Fly and worker emulators during diff + read of all three providers (should be 0)",
+            },
             { name: "requests in the second run, all methods", value: String(total), meaning: "every request during that phase (reads are GETs)" },
-            { name: "diffs reporting changes", value: anyChanges ? "some (see table)" : "none", meaning: "diff(olds = outputs, news = same inputs), and again after read (a refresh then a preview)" },
-            { name: ".dev.vars untouched", value: devVarsUnchanged ? "yes" : "NO", meaning: "same bytes and mtime before and after the second run (WorkerImageVersion reads it)" },
-            { name: "requests to create the three resources", value: String(phaseOneRequests), meaning: `phase one, for contrast (Fly emulator at msPerSecond 10; took ${ms(phaseOne.ms)})` },
+            {
+                name: "diffs reporting changes",
+                value: anyChanges ? "some (see table)" : "none",
+                meaning: "diff(olds = outputs, news = same inputs), and again after read (a refresh then a preview)",
+            },
+            {
+                name: ".dev.vars untouched",
+                value: devVarsUnchanged ? "yes" : "NO",
+                meaning: "same bytes and mtime before and after the second run (WorkerImageVersion reads it)",
+            },
+            {
+                name: "requests to create the three resources",
+                value: String(phaseOneRequests),
+                meaning: `phase one, for contrast (Fly emulator at msPerSecond 10; took ${ms(phaseOne.ms)})`,
+            },
         ];
         return {
             id: 4,
@@ -122,7 +139,16 @@ export async function noopBenchmark(): Promise<BenchResult> {
                 {
                     title: "Second run, per provider",
                     header: ["provider", "diff", "read", "diff after read", "mutating", "requests", "by method", "time"],
-                    rows: rows.map((r) => [r.name, r.diffChanges, r.read, r.diffAfterRead, String(r.mutating), String(r.total), r.byMethod, ms(r.ms)]),
+                    rows: rows.map((r) => [
+                        r.name,
+                        r.diffChanges,
+                        r.read,
+                        r.diffAfterRead,
+                        String(r.mutating),
+                        String(r.total),
+                        r.byMethod,
+                        ms(r.ms),
+                    ]),
                 },
             ],
             notes: [

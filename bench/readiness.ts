@@ -161,7 +161,14 @@ export async function readinessBenchmark(): Promise<BenchResult> {
     for (const pollMs of [undefined, 250]) {
         workerRuns.push(await workerScenario({ label: "current worker (provision starts and waits)", profile: "current", pollMs }));
         workerRuns.push(await workerScenario({ label: "early worker (provisioned, then /start)", profile: "early", pollMs }));
-        workerRuns.push(await workerScenario({ label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`, profile: "current", pollMs, firstWait408: true }));
+        workerRuns.push(
+            await workerScenario({
+                label: `current worker, Fly wait 408 (pull ${LONG_PULL_MS / 1000} s)`,
+                profile: "current",
+                pollMs,
+                firstWait408: true,
+            }),
+        );
     }
     const slowRuns: WorkerScenario[] = [];
     for (const profile of ["early", "current", "newest"] as const) {
@@ -176,29 +183,91 @@ export async function readinessBenchmark(): Promise<BenchResult> {
     const wOlder250 = workerRuns[4];
     const w408 = workerRuns[2];
     const figures: Figure[] = [
-        { name: "Fly: started → DELETE (default settings)", value: ms(flyDefault.startedToDeleteMs), meaning: `WarmMachine create: from the machine's "started" event to the destroy request arriving (long-poll wait returns at once)` },
-        { name: "Fly: started → create returned", value: ms(flyDefault.startedToReturnMs), meaning: "the same, to create() resolving (includes destroy and its confirming wait)" },
-        { name: "Fly: wait calls for a 3 s pull", value: `${flyDefault.waitCalls} (waitSeconds 60), ${flyShort.waitCalls} (waitSeconds 1)`, meaning: `calls to GET /machines/{id}/wait?state=started until started (statuses: ${flyDefault.waitStatuses} / ${flyShort.waitStatuses})` },
-        { name: "Fly: wait calls per minute of waiting", value: `${long.waitCallsPerMinute.toFixed(2)} (default), ${flyShort.waitCallsPerMinute.toFixed(0)} (waitSeconds 1)`, meaning: "default: measured over an emulated 3-minute pull; waitSeconds 1: over the real 3 s pull" },
-        { name: "worker: running → create returned (default pollMs)", value: ms(wDefault.runningToReturnMs), meaning: "current worker: provision itself waits for Fly's started; includes the gateway-token read" },
-        { name: "worker: status calls per rollout (default pollMs)", value: `${wDefault.statusCalls} (current), ${wOlder1000.statusCalls} (older), ${w408.statusCalls} (408)`, meaning: "GET /api/platform/status calls in one WorkerInstance create, per scenario below" },
+        {
+            name: "Fly: started → DELETE (default settings)",
+            value: ms(flyDefault.startedToDeleteMs),
+            meaning: `WarmMachine create: from the machine's "started" event to the destroy request arriving (long-poll wait returns at once)`,
+        },
+        {
+            name: "Fly: started → create returned",
+            value: ms(flyDefault.startedToReturnMs),
+            meaning: "the same, to create() resolving (includes destroy and its confirming wait)",
+        },
+        {
+            name: "Fly: wait calls for a 3 s pull",
+            value: `${flyDefault.waitCalls} (waitSeconds 60), ${flyShort.waitCalls} (waitSeconds 1)`,
+            meaning: `calls to GET /machines/{id}/wait?state=started until started (statuses: ${flyDefault.waitStatuses} / ${flyShort.waitStatuses})`,
+        },
+        {
+            name: "Fly: wait calls per minute of waiting",
+            value: `${long.waitCallsPerMinute.toFixed(2)} (default), ${flyShort.waitCallsPerMinute.toFixed(0)} (waitSeconds 1)`,
+            meaning: "default: measured over an emulated 3-minute pull; waitSeconds 1: over the real 3 s pull",
+        },
+        {
+            name: "worker: running → create returned (default pollMs)",
+            value: ms(wDefault.runningToReturnMs),
+            meaning: "current worker: provision itself waits for Fly's started; includes the gateway-token read",
+        },
+        {
+            name: "worker: status calls per rollout (default pollMs)",
+            value: `${wDefault.statusCalls} (current), ${wOlder1000.statusCalls} (older), ${w408.statusCalls} (408)`,
+            meaning: "GET /api/platform/status calls in one WorkerInstance create, per scenario below",
+        },
         {
             name: "worker: provision POSTs per create under a timeout",
             value: slowRuns.map((r) => `${r.provisionPosts} (${r.label.split(" ")[0]})`).join(", "),
             meaning: `the answer to /provision arrives ${SLOW_PROVISION_MS / 1000} s after a 1 s client timeout: the provider reads the status instead of sending it again (the old client re-sent it)`,
         },
-        { name: "worker: running → status read saw it, older worker", value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`, meaning: "after /start returns (running), the provider reads the status at once" },
+        {
+            name: "worker: running → status read saw it, older worker",
+            value: `${ms(wOlder1000.runningToSeenMs)} (pollMs 1000), ${ms(wOlder250.runningToSeenMs)} (pollMs 250)`,
+            meaning: "after /start returns (running), the provider reads the status at once",
+        },
     ];
     const tables: Table[] = [
         {
             title: `Fly emulator, WarmMachine create (known delay: first pull; started after create ≈ pull + 20 ms start)`,
-            header: ["scenario", "started after create", "started → DELETE", "started → returned", "wait calls (statuses)", "wait calls / min", "requests"],
-            rows: flyRuns.map((r) => [r.label, ms(r.startedAfterCreateMs), ms(r.startedToDeleteMs), ms(r.startedToReturnMs), `${r.waitCalls} (${r.waitStatuses})`, perMinute(r), String(r.totalRequests)]),
+            header: [
+                "scenario",
+                "started after create",
+                "started → DELETE",
+                "started → returned",
+                "wait calls (statuses)",
+                "wait calls / min",
+                "requests",
+            ],
+            rows: flyRuns.map((r) => [
+                r.label,
+                ms(r.startedAfterCreateMs),
+                ms(r.startedToDeleteMs),
+                ms(r.startedToReturnMs),
+                `${r.waitCalls} (${r.waitStatuses})`,
+                perMinute(r),
+                String(r.totalRequests),
+            ]),
         },
         {
             title: `Worker emulator, WorkerInstance create (known delay: Fly first pull ${PULL_MS / 1000} s; 408 scenario: pull ${LONG_PULL_MS / 1000} s, first Fly wait 408 after ${WORKER_WAIT_408_MS / 1000} s)`,
-            header: ["scenario", "pollMs", "running after provision", "running → read saw it", "running → returned", "status calls", "other worker calls", "Fly requests"],
-            rows: workerRuns.map((r) => [r.label, r.pollMs, ms(r.runningAfterProvisionMs), ms(r.runningToSeenMs), ms(r.runningToReturnMs), String(r.statusCalls), r.calls, String(r.flyRequests)]),
+            header: [
+                "scenario",
+                "pollMs",
+                "running after provision",
+                "running → read saw it",
+                "running → returned",
+                "status calls",
+                "other worker calls",
+                "Fly requests",
+            ],
+            rows: workerRuns.map((r) => [
+                r.label,
+                r.pollMs,
+                ms(r.runningAfterProvisionMs),
+                ms(r.runningToSeenMs),
+                ms(r.runningToReturnMs),
+                String(r.statusCalls),
+                r.calls,
+                String(r.flyRequests),
+            ]),
         },
     ];
     return {
@@ -211,6 +280,8 @@ export async function readinessBenchmark(): Promise<BenchResult> {
             "WarmMachine has no pollMs: it long-polls Fly's wait endpoint (waitSeconds, default 60), so it notices `started` within a request round trip; waitSeconds 1 is shown as the short-poll contrast.",
             "The 3-minute pull runs at msPerSecond 50 so that it takes 9 s: its per-minute figure is per emulated minute (each 60 s wait = 3 s real).",
             "The worker's /provision and /start block until Fly says started, so the provider's polling only matters after a 408 or on older workers; there it reads the status at once after a successful /start.",
+            "The slow-provision rows hold /provision past the provider's 1 s per-call timeout: the answer is lost, the provider reads the status and carries on " +
+                "(waiting while Fly still starts the worker's machine; the newest worker reports `starting` itself), so each create sends one provision.",
         ],
     };
 }

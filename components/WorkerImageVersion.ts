@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { workerImageVersionProvider } from "../dynamic-providers/workerImageVersionProvider";
-import { COMPONENT_TYPES, DYNAMIC_MODULE, WorkerImageVersionFacts } from "../lib/contract";
+import { COMPONENT_TYPES, DYNAMIC_MODULE, WorkerImageVersionFacts, WorkerImageVersionInputs } from "../lib/contract";
 
 /** The worker's URL and key are not args: the provider reads them from the stack config each time it runs. */
 export interface WorkerImageVersionArgs {
@@ -28,8 +28,19 @@ class WorkerImageVersionResource extends pulumi.dynamic.Resource {
     public readonly previousImageTag!: pulumi.Output<string | null>;
     public readonly published!: pulumi.Output<string>;
 
-    constructor(name: string, props: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
-        super(workerImageVersionProvider, name, { previousImageTag: undefined, published: undefined, ...props }, opts, DYNAMIC_MODULE, "WorkerImageVersion");
+    constructor(
+        name: string,
+        props: { [K in keyof WorkerImageVersionInputs]: pulumi.Input<WorkerImageVersionInputs[K]> },
+        opts: pulumi.CustomResourceOptions,
+    ) {
+        super(
+            workerImageVersionProvider,
+            name,
+            { previousImageTag: undefined, published: undefined, ...props },
+            opts,
+            DYNAMIC_MODULE,
+            "WorkerImageVersion",
+        );
     }
 }
 

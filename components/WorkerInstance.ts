@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { workerInstanceProvider } from "../dynamic-providers/workerInstanceProvider";
-import { COMPONENT_TYPES, DYNAMIC_MODULE } from "../lib/contract";
+import { COMPONENT_TYPES, DYNAMIC_MODULE, WorkerInstanceInputs } from "../lib/contract";
 
 /** The worker's URL and key are not args: the provider reads them from the stack config each time it runs. */
 export interface WorkerInstanceArgs {
@@ -32,9 +32,32 @@ class WorkerInstanceResource extends pulumi.dynamic.Resource {
     public readonly gatewayState!: pulumi.Output<string>;
     public readonly gatewayToken!: pulumi.Output<string>;
 
-    constructor(name: string, props: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
-        const outputs = ["status", "sandboxId", "flyAppName", "flyMachineId", "flyVolumeId", "flyRegion", "trackedImageTag", "runningOpenclawVersion", "runningImage", "gatewayState", "gatewayToken"];
-        super(workerInstanceProvider, name, { ...Object.fromEntries(outputs.map((k) => [k, undefined])), ...props }, opts, DYNAMIC_MODULE, "WorkerInstance");
+    constructor(
+        name: string,
+        props: { [K in keyof WorkerInstanceInputs]: pulumi.Input<WorkerInstanceInputs[K]> },
+        opts: pulumi.CustomResourceOptions,
+    ) {
+        const outputs = [
+            "status",
+            "sandboxId",
+            "flyAppName",
+            "flyMachineId",
+            "flyVolumeId",
+            "flyRegion",
+            "trackedImageTag",
+            "runningOpenclawVersion",
+            "runningImage",
+            "gatewayState",
+            "gatewayToken",
+        ];
+        super(
+            workerInstanceProvider,
+            name,
+            { ...Object.fromEntries(outputs.map((k) => [k, undefined])), ...props },
+            opts,
+            DYNAMIC_MODULE,
+            "WorkerInstance",
+        );
     }
 }
 
@@ -79,7 +102,9 @@ export class WorkerInstance extends pulumi.ComponentResource {
         this.flyMachineId = instance.flyMachineId;
         this.flyVolumeId = instance.flyVolumeId;
         this.flyRegion = instance.flyRegion;
-        this.openclawVersion = pulumi.all([instance.runningOpenclawVersion, args.openclawVersion]).apply(([running, expected]) => running ?? expected);
+        this.openclawVersion = pulumi
+            .all([instance.runningOpenclawVersion, args.openclawVersion])
+            .apply(([running, expected]) => running ?? expected);
         this.trackedImageTag = instance.trackedImageTag;
         this.runningImage = instance.runningImage;
         this.gatewayState = instance.gatewayState;

@@ -104,7 +104,9 @@ export function workerError(what: string, res: HttpResponse): Error {
         );
     }
     if (isNoSuchRoute(res)) {
-        return new Error(`${detail}: this worker has no such route (an older generation). Update cloud/kiloclaw, restart \`pnpm start\`, then run \`pulumi up\` again.`);
+        return new Error(
+            `${detail}: this worker has no such route (an older generation). Update cloud/kiloclaw, restart \`pnpm start\`, then run \`pulumi up\` again.`,
+        );
     }
     if (res.status >= 500) {
         return new Error(`${detail}: the worker failed; its log (the \`pnpm start\` terminal) shows why. Fix that, then run \`pulumi up\` again.`);

@@ -27,7 +27,11 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
         const access = stackAccess();
         published = await platform.publishImageVersion(
             { baseUrl: access.workerUrl, internalApiKey: access.internalApiKey },
-            { openclawVersion: inputs.openclawVersion, imageTag: inputs.imageTag, ...(inputs.imageDigest ? { imageDigest: inputs.imageDigest } : {}) },
+            {
+                openclawVersion: inputs.openclawVersion,
+                imageTag: inputs.imageTag,
+                ...(inputs.imageDigest ? { imageDigest: inputs.imageDigest } : {}),
+            },
         );
     }
     const updated = updateDevVars(text, { FLY_IMAGE_TAG: inputs.imageTag, OPENCLAW_VERSION: inputs.openclawVersion });
@@ -65,7 +69,11 @@ export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider<WorkerI
         return { id, props: { ...props, imageTag: vars.FLY_IMAGE_TAG ?? "", openclawVersion: vars.OPENCLAW_VERSION ?? "" } };
     },
 
-    async update(_id: string, _olds: WorkerImageVersionOutputs, news: WorkerImageVersionInputs): Promise<pulumi.dynamic.UpdateResult<WorkerImageVersionOutputs>> {
+    async update(
+        _id: string,
+        _olds: WorkerImageVersionOutputs,
+        news: WorkerImageVersionInputs,
+    ): Promise<pulumi.dynamic.UpdateResult<WorkerImageVersionOutputs>> {
         return { outs: await apply(news) };
     },
 

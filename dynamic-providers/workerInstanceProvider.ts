@@ -41,7 +41,11 @@ interface Clock {
 
 function clockFor(props: WorkerInstanceInputs): Clock {
     const began = Date.now();
-    return { began, deadline: began + props.timeoutSeconds * 1000, requestMs: (props.requestTimeoutSeconds ?? DEFAULT_REQUEST_TIMEOUT_SECONDS) * 1000 };
+    return {
+        began,
+        deadline: began + props.timeoutSeconds * 1000,
+        requestMs: (props.requestTimeoutSeconds ?? DEFAULT_REQUEST_TIMEOUT_SECONDS) * 1000,
+    };
 }
 
 function callTimeout(clock: Clock): number {
@@ -70,7 +74,8 @@ async function destroyAndWait(props: WorkerInstanceInputs, clock = clockFor(prop
             const res = await platform.destroyInstance(worker(), props.userId, callTimeout(clock));
             sent = true;
             // Lost answers and refusals alike: the next status read says where things stand.
-            if (res !== "lost" && res.status !== 200 && res.status < 500) throw platform.workerError(`Destroying the instance of ${props.userId}`, res);
+            if (res !== "lost" && res.status !== 200 && res.status < 500)
+                throw platform.workerError(`Destroying the instance of ${props.userId}`, res);
             if (res !== "lost" && res.status === 200) continue;
         }
         await pause(props);
@@ -299,7 +304,8 @@ export const workerInstanceProvider: pulumi.dynamic.ResourceProvider<WorkerInsta
         // Refresh found the instance on another tag, or settled off `running`: re-provision it.
         // A transient status (the worker starting, restarting or restoring it) is not a reason.
         if (olds.trackedImageTag && olds.trackedImageTag !== news.imageTag && !replaces.includes("imageTag")) replaces.push("imageTag");
-        if (olds.status !== "running" && !platform.TRANSIENT_STATES.includes(olds.status ?? "") && !replaces.includes("status")) replaces.push("status");
+        if (olds.status !== "running" && !platform.TRANSIENT_STATES.includes(olds.status ?? "") && !replaces.includes("status"))
+            replaces.push("status");
         const changes =
             replaces.length > 0 ||
             (Object.keys(news) as Array<keyof WorkerInstanceInputs>).some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null));

@@ -53,7 +53,12 @@ export function uniqueUser(prefix = "fault-user"): string {
 }
 
 export function writeDevVars(file: string, vars: Record<string, string>): void {
-    fs.writeFileSync(file, Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
+    fs.writeFileSync(
+        file,
+        Object.entries(vars)
+            .map(([k, v]) => `${k}=${v}`)
+            .join("\n") + "\n",
+    );
 }
 
 export async function startStage(opts: StageOptions = {}): Promise<Stage> {

@@ -229,7 +229,10 @@ export abstract class Emulator {
     protected later(ms: number, fn: () => unknown): void {
         const t = setTimeout(() => {
             this.timers.delete(t);
-            if (!this.closed) void Promise.resolve().then(fn).catch(() => undefined);
+            if (!this.closed)
+                void Promise.resolve()
+                    .then(fn)
+                    .catch(() => undefined);
         }, ms);
         this.timers.add(t);
     }

@@ -45,7 +45,10 @@ export class WorkerFlyClient {
     private readonly base: string;
 
     /** `apiUrl` may be the host (`http://127.0.0.1:1234`) or already end in `/v1`. */
-    constructor(apiUrl: string, private readonly token: string) {
+    constructor(
+        apiUrl: string,
+        private readonly token: string,
+    ) {
         const trimmed = apiUrl.replace(/\/+$/, "");
         this.base = trimmed.endsWith("/v1") ? trimmed : `${trimmed}/v1`;
     }

@@ -14,7 +14,15 @@ import { readDevVars } from "./dev-vars-file";
 import { Emulator, IncomingJson, JsonReply, sleep } from "./server";
 import { FlyApiError, WorkerFlyClient } from "./worker-fly-client";
 import { NO_SUCH_ROUTE, WorkerProfile, WorkerProfileName, workerProfile } from "./worker-profiles";
-import { MachineSize, ProvisionBody, StartBody, Validated, validateProvisionBody, validatePublishBody, validateUserIdBody } from "./worker-validation";
+import {
+    MachineSize,
+    ProvisionBody,
+    StartBody,
+    Validated,
+    validateProvisionBody,
+    validatePublishBody,
+    validateUserIdBody,
+} from "./worker-validation";
 
 export interface WorkerEmulatorOptions {
     /** Which generation of the worker to play (default "current"). */
@@ -351,7 +359,10 @@ export class WorkerEmulator extends Emulator {
     private queued<T>(userId: string, fn: () => Promise<T>): Promise<T> {
         const prev = this.userQueues.get(userId) ?? Promise.resolve();
         const next = prev.then(fn, fn);
-        this.userQueues.set(userId, next.catch(() => undefined));
+        this.userQueues.set(
+            userId,
+            next.catch(() => undefined),
+        );
         return next;
     }
 
@@ -425,7 +436,15 @@ export class WorkerEmulator extends Emulator {
         const latest = this.kv.get(LATEST_KEY) ?? null;
         if (!this.profile.pinnedImageTag || !body.pinnedImageTag) return latest;
         const known = [...this.kv.values()].find((e) => e.imageTag === body.pinnedImageTag);
-        return known ?? { openclawVersion: latest?.openclawVersion ?? "", variant: "default", imageTag: body.pinnedImageTag, imageDigest: null, publishedAt: "" };
+        return (
+            known ?? {
+                openclawVersion: latest?.openclawVersion ?? "",
+                variant: "default",
+                imageTag: body.pinnedImageTag,
+                imageDigest: null,
+                publishedAt: "",
+            }
+        );
     }
 
     /** Newest: provision's start runs after the answer; a failure shows only in debug-status, and the reconcile alarm settles `starting`. */
@@ -624,7 +643,12 @@ export class WorkerEmulator extends Emulator {
         let lastError: unknown = new Error("No region to create the volume in");
         for (const region of regions) {
             try {
-                const volume = await fly.createVolume(appName, { name, size_gb: VOLUME_SIZE_GB, region, compute: guestFor(body.machineSize ?? null) });
+                const volume = await fly.createVolume(appName, {
+                    name,
+                    size_gb: VOLUME_SIZE_GB,
+                    region,
+                    compute: guestFor(body.machineSize ?? null),
+                });
                 return { id: volume.id, region: volume.region ?? region };
             } catch (err) {
                 if (!isCapacityError(err)) throw err;
@@ -669,10 +693,20 @@ export class WorkerEmulator extends Emulator {
                 { port: 443, handlers: ["tls", "http"] },
                 { port: 80, handlers: ["http"] },
             ];
-            return { name: rec.sandboxId, region: rec.flyRegion ?? undefined, config: { ...common, services: [{ protocol: "tcp", internal_port: GATEWAY_PORT, ports }] } };
+            return {
+                name: rec.sandboxId,
+                region: rec.flyRegion ?? undefined,
+                config: { ...common, services: [{ protocol: "tcp", internal_port: GATEWAY_PORT, ports }] },
+            };
         }
         if (rec.imageVariant) metadata.kiloclaw_image_variant = rec.imageVariant;
-        const service = { protocol: "tcp", internal_port: GATEWAY_PORT, autostart: false, autostop: "off", ports: [{ port: 443, handlers: ["tls", "http"] }] };
+        const service = {
+            protocol: "tcp",
+            internal_port: GATEWAY_PORT,
+            autostart: false,
+            autostop: "off",
+            ports: [{ port: 443, handlers: ["tls", "http"] }],
+        };
         const checks = { controller: { type: "http", port: GATEWAY_PORT, method: "GET", path: "/_kilo/health", interval: "30s", timeout: "5s" } };
         return { name: rec.sandboxId, region: rec.flyRegion ?? undefined, config: { ...common, services: [service], checks } };
     }
@@ -699,11 +733,19 @@ export class WorkerEmulator extends Emulator {
                   flyRegion: rec.flyRegion,
               }
             : {
-                  userId: null, sandboxId: null, status: null, provisionedAt: null, lastStartedAt: null, lastStoppedAt: null,
+                  userId: null,
+                  sandboxId: null,
+                  status: null,
+                  provisionedAt: null,
+                  lastStartedAt: null,
+                  lastStoppedAt: null,
                   envVarCount: p.zeroCountsWhenAbsent ? 0 : null,
                   secretCount: p.zeroCountsWhenAbsent ? 0 : null,
                   channelCount: p.zeroCountsWhenAbsent ? 0 : null,
-                  flyAppName: null, flyMachineId: null, flyVolumeId: null, flyRegion: null,
+                  flyAppName: null,
+                  flyMachineId: null,
+                  flyVolumeId: null,
+                  flyRegion: null,
               };
         if (rec && p.liveCheck) this.liveCheck(rec);
         if (!p.versionInStatus) return base;
@@ -723,7 +765,11 @@ export class WorkerEmulator extends Emulator {
         rec.lastLiveCheckAt = Date.now();
         this.later(0, async () => {
             const machine = await this.flyClient().getMachine(rec.flyAppName, rec.flyMachineId as string);
-            if (this.isCurrent(rec) && rec.status === "running" && (!machine || ["stopped", "failed", "destroyed", "suspended"].includes(machine.state))) {
+            if (
+                this.isCurrent(rec) &&
+                rec.status === "running" &&
+                (!machine || ["stopped", "failed", "destroyed", "suspended"].includes(machine.state))
+            ) {
                 rec.status = "stopped";
                 rec.lastStoppedAt = Date.now();
             }
@@ -774,7 +820,12 @@ function parseJson(raw: string): unknown {
     }
 }
 
-function newRecord(userId: string, sandboxId: string, flyAppName: string, volume: { id: string | null; region: string | null }): WorkerInstanceRecord {
+function newRecord(
+    userId: string,
+    sandboxId: string,
+    flyAppName: string,
+    volume: { id: string | null; region: string | null },
+): WorkerInstanceRecord {
     return {
         userId,
         sandboxId,

@@ -6,7 +6,18 @@ import { WorkerImageVersionInputs, WorkerImageVersionOutputs } from "../../dynam
 import { WorkerInstanceInputs, WorkerInstanceOutputs } from "../../dynamic-providers/workerInstanceProvider";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
-import { closeStage, instance, instanceInputs, Stage, StageOptions, startStage, versionInputs, warm, warmInputs, workerVersion } from "../../sandbox/stage";
+import {
+    closeStage,
+    instance,
+    instanceInputs,
+    Stage,
+    StageOptions,
+    startStage,
+    versionInputs,
+    warm,
+    warmInputs,
+    workerVersion,
+} from "../../sandbox/stage";
 import { LeakScope } from "./leaks";
 
 export * from "../../sandbox/stage";
@@ -82,7 +93,8 @@ export async function destroyRollout(result: RolloutResult): Promise<void> {
 /** The rollout must have stopped at `step`; returns its error for the message checks. */
 export function stoppedAt(result: RolloutResult, step: Step): Error {
     if (result.completed) throw new Error(`expected the rollout to stop at ${step}, but it completed`);
-    if (result.failedStep !== step) throw new Error(`expected the rollout to stop at ${step}, it stopped at ${result.failedStep}: ${result.error?.message}`);
+    if (result.failedStep !== step)
+        throw new Error(`expected the rollout to stop at ${step}, it stopped at ${result.failedStep}: ${result.error?.message}`);
     return result.error!;
 }
 
@@ -92,7 +104,12 @@ export function completed(result: RolloutResult): Required<Pick<RolloutResult, "
 }
 
 /** Waits (with a deadline) until the Fly emulator shows a machine in `app` matching `pick`. */
-export async function machineAppears(fly: FlyEmulator, app: string, pick: (m: ReturnType<FlyEmulator["machines"]>[number]) => boolean, timeoutMs = 60_000) {
+export async function machineAppears(
+    fly: FlyEmulator,
+    app: string,
+    pick: (m: ReturnType<FlyEmulator["machines"]>[number]) => boolean,
+    timeoutMs = 60_000,
+) {
     let found: ReturnType<FlyEmulator["machines"]>[number] | undefined;
     const ok = await until(() => (found = fly.machines(app).find(pick)) !== undefined, timeoutMs, 10);
     if (!ok || !found) throw new Error(`no matching machine appeared in ${app} within ${timeoutMs} ms`);

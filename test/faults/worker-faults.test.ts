@@ -7,7 +7,6 @@ import { WORKER_PROFILES } from "../../sandbox/emulators/worker-profiles";
 import { fault } from "./leaks";
 import { completed, destroyRollout, rollout, Stage, stageScope, stoppedAt, withStage } from "./rollout";
 
-
 const posts = (stage: Stage, route: string) => stage.worker.requests.filter((r) => r.method === "POST" && r.path === `/api/platform/${route}`).length;
 
 for (const profile of WORKER_PROFILES) {
@@ -20,7 +19,9 @@ for (const profile of WORKER_PROFILES) {
                     stage.worker.inject({ method: "POST", path: "/api/platform/provision", delayMs: 2500 });
                     const done = completed(await rollout(stage, { warm: false, instanceOver: { requestTimeoutSeconds: 1 } }));
                     const provisions = posts(stage, "provision");
-                    console.log(`      ${profile}: ${provisions} provision POST(s), ${posts(stage, "start")} start POST(s) under a 1 s client timeout`);
+                    console.log(
+                        `      ${profile}: ${provisions} provision POST(s), ${posts(stage, "start")} start POST(s) under a 1 s client timeout`,
+                    );
                     assert.equal(provisions, 1, "the provision whose answer was lost was sent again");
                     assert.equal(done.instance.outs.status, "running");
                     await destroyRollout(done);
@@ -54,7 +55,12 @@ for (const profile of WORKER_PROFILES) {
             fault(`publish fails, nothing written (${profile})`, (run) =>
                 withStage({ worker: { profile } }, async (stage) => {
                     const before = fs.readFileSync(stage.devVarsPath, "utf8");
-                    stage.worker.inject({ method: "POST", path: "/api/platform/publish-image-version", status: 500, body: { error: "publish failed" } });
+                    stage.worker.inject({
+                        method: "POST",
+                        path: "/api/platform/publish-image-version",
+                        status: 500,
+                        body: { error: "publish failed" },
+                    });
                     const err = stoppedAt(await rollout(stage, { warm: false }), "worker-image");
                     assert.match(err.message, /failed \(500 publish failed\)/);
                     assert.equal(fs.readFileSync(stage.devVarsPath, "utf8"), before);

@@ -54,7 +54,14 @@ function devVarsFile(extra: Record<string, string> = {}): string {
         FLY_REGISTRY_APP: "kiloclaw-dev",
         ...extra,
     };
-    fs.writeFileSync(file, "# worker settings\n" + Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
+    fs.writeFileSync(
+        file,
+        "# worker settings\n" +
+            Object.entries(vars)
+                .map(([k, v]) => `${k}=${v}`)
+                .join("\n") +
+            "\n",
+    );
     return file;
 }
 
@@ -99,7 +106,10 @@ describe("WarmMachine provider against the Fly emulator", function () {
         const { id, outs } = await warm.create(inputs({ timeoutSeconds: 120 }));
         assert.equal(outs.waitTimeouts, 2);
         const waits = fly.requests.filter((r) => r.path.endsWith(`/${id}/wait`) && r.query.state === "started");
-        assert.deepEqual(waits.map((r) => r.status), [408, 408, 200]);
+        assert.deepEqual(
+            waits.map((r) => r.status),
+            [408, 408, 200],
+        );
         assert.equal(fly.machine("kiloclaw-dev", id)?.state, "destroyed");
     });
 
@@ -131,7 +141,10 @@ describe("WarmMachine provider against the Fly emulator", function () {
         fly.inject({ method: "POST", path: /\/machines$/, status: 429 });
         const { id } = await warm.create(inputs());
         assert.equal(fly.machine("kiloclaw-dev", id)?.state, "destroyed");
-        assert.deepEqual(fly.requests.filter((r) => r.method === "POST").map((r) => r.status), [503, 429, 200]);
+        assert.deepEqual(
+            fly.requests.filter((r) => r.method === "POST").map((r) => r.status),
+            [503, 429, 200],
+        );
     });
 
     it("does not re-send a create whose answer was lost: finds the machine by name, one POST, one machine", async () => {
@@ -139,7 +152,10 @@ describe("WarmMachine provider against the Fly emulator", function () {
         const { id, outs } = await warm.create(inputs());
         assert.equal(fly.requests.filter((r) => r.method === "POST" && r.path.endsWith("/machines")).length, 1);
         const machines = fly.machines("kiloclaw-dev");
-        assert.deepEqual(machines.map((m) => m.id), [id]);
+        assert.deepEqual(
+            machines.map((m) => m.id),
+            [id],
+        );
         assert.equal(machines[0].state, "destroyed");
         assert.equal(outs.leftoversRemoved, 0);
     });
@@ -199,14 +215,19 @@ describe("WarmMachine provider against the Fly emulator", function () {
             const before = fly.requests.length;
             await warm.delete(outs.machineId, outs);
             assert.equal(fly.requests.length, before, "delete called the old Fly API");
-            assert.ok(rotated.requests.some((r) => r.method === "DELETE" && r.status === 200), "delete did not reach the new Fly API with the new token");
-            assert.deepEqual(rotated.machines("kiloclaw-dev").filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+            assert.ok(
+                rotated.requests.some((r) => r.method === "DELETE" && r.status === 200),
+                "delete did not reach the new Fly API with the new token",
+            );
+            assert.deepEqual(
+                rotated.machines("kiloclaw-dev").filter((m) => !["destroying", "destroyed"].includes(m.state)),
+                [],
+            );
         } finally {
             await rotated.close();
         }
     });
 });
-
 
 for (const profile of WORKER_PROFILES) {
     describeWorkerImageVersion(profile);
@@ -336,7 +357,10 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             assert.equal(machine.config.image, IMAGE);
             assert.equal(outs.runningImage, IMAGE);
             assert.equal(outs.flyMachineId, machine.id);
-            assert.ok(fly.requests.some((r) => r.method === "GET" && r.path.endsWith(`/machines/${machine.id}`)), "the image was not read from Fly");
+            assert.ok(
+                fly.requests.some((r) => r.method === "GET" && r.path.endsWith(`/machines/${machine.id}`)),
+                "the image was not read from Fly",
+            );
             // The early worker has no gateway/status (its 401 catch-all); the others report the gateway's own state.
             assert.equal(outs.gatewayState, profile === "early" ? "unsupported" : "running");
             // Only the newest worker accepts a pinned tag; the early one leaves the start to us.
@@ -367,7 +391,10 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } });
             const { outs } = await instance.create(inputs());
             assert.equal(outs.status, "running");
-            assert.deepEqual(posts("provision").map((r) => r.status), [409, 201]);
+            assert.deepEqual(
+                posts("provision").map((r) => r.status),
+                [409, 201],
+            );
         });
 
         it("destroys an existing instance first (a new image needs destroy + provision)", async () => {
@@ -419,7 +446,12 @@ function describeWorkerInstance(profile: WorkerProfileName) {
         });
 
         it("a machine create Fly refuses once: the status decides, the start goes through (newest: past its cooldown, ours)", async () => {
-            fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${devFlyAppName(USER)}/machines$`), status: 422, body: { error: "no capacity" } });
+            fly.inject({
+                method: "POST",
+                path: new RegExp(`^/v1/apps/${devFlyAppName(USER)}/machines$`),
+                status: 422,
+                body: { error: "no capacity" },
+            });
             if (profile === "early") {
                 // The early worker creates the machine on /start, which fails with no machine to wait for: say so, remove the instance.
                 const err = await rejects(instance.create(inputs()));
@@ -432,7 +464,15 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             assert.equal(posts("provision").length, 1);
             const starts = posts("start").map((r) => [r.status, (r.body as { skipCooldown?: boolean }).skipCooldown ?? false]);
             // Newest: the background start failed before a machine existed, so /start meets the cooldown; the failure was ours.
-            assert.deepEqual(starts, profile === "newest" ? [[500, false], [200, true]] : [[200, false]]);
+            assert.deepEqual(
+                starts,
+                profile === "newest"
+                    ? [
+                          [500, false],
+                          [200, true],
+                      ]
+                    : [[200, false]],
+            );
         });
 
         it("fails with the runbook's gateway steps when the gateway never answers (where the worker reports it)", async () => {
@@ -456,7 +496,11 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             await instance.delete(id, outs!);
             // The second delete reads a null status and sends nothing.
             assert.equal(posts("destroy").length, 1);
-            assert.ok(!fly.requests.some((r) => r.method === "DELETE" && r.path.startsWith("/v1/apps/") && !r.path.includes("/machines") && !r.path.includes("/volumes")));
+            assert.ok(
+                !fly.requests.some(
+                    (r) => r.method === "DELETE" && r.path.startsWith("/v1/apps/") && !r.path.includes("/machines") && !r.path.includes("/volumes"),
+                ),
+            );
         });
 
         it("destroy waits out a `restoring` instead of failing on it", async () => {
@@ -464,7 +508,10 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             worker.setStatus(USER, "restoring", 30);
             await instance.delete(id, outs!);
             assert.equal(worker.instance(USER), undefined);
-            assert.deepEqual(posts("destroy").map((r) => r.status), [200]);
+            assert.deepEqual(
+                posts("destroy").map((r) => r.status),
+                [200],
+            );
         });
 
         it("delete uses the worker URL and key of the current stack config, not those of create", async () => {
@@ -493,7 +540,11 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             await worker.destroyOutOfBand(USER);
             const gone = await instance.read(id, outs);
             assert.equal(gone.id, "");
-            const diff = await instance.diff(id, outs!, inputs({ imageTag: "dev-333333333333", imageRef: "registry.fly.io/kiloclaw-dev:dev-333333333333" }));
+            const diff = await instance.diff(
+                id,
+                outs!,
+                inputs({ imageTag: "dev-333333333333", imageRef: "registry.fly.io/kiloclaw-dev:dev-333333333333" }),
+            );
             assert.deepEqual(diff.replaces, ["imageTag", "imageRef"]);
             assert.equal(diff.deleteBeforeReplace, true);
             const none = await instance.diff(id, outs!, inputs());

@@ -109,6 +109,9 @@ describe("serialized providers (the __provider text in the state)", function () 
         assert.equal(read.props.status, "running");
         await instance.delete(created.id, created.outs);
         assert.equal(worker.instance(USER), undefined);
-        assert.deepEqual(fly.machines(devFlyAppName(USER)).filter((m) => !["destroying", "destroyed"].includes(m.state)), []);
+        assert.deepEqual(
+            fly.machines(devFlyAppName(USER)).filter((m) => !["destroying", "destroyed"].includes(m.state)),
+            [],
+        );
     });
 });

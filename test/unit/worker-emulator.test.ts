@@ -164,9 +164,23 @@ describe("WorkerEmulator", function () {
             assert.deepEqual(
                 Object.keys(s).sort(),
                 [
-                    "userId", "sandboxId", "status", "provisionedAt", "lastStartedAt", "lastStoppedAt", "envVarCount",
-                    "secretCount", "channelCount", "flyAppName", "flyMachineId", "flyVolumeId", "flyRegion", "machineSize",
-                    "openclawVersion", "imageVariant", "trackedImageTag",
+                    "userId",
+                    "sandboxId",
+                    "status",
+                    "provisionedAt",
+                    "lastStartedAt",
+                    "lastStoppedAt",
+                    "envVarCount",
+                    "secretCount",
+                    "channelCount",
+                    "flyAppName",
+                    "flyMachineId",
+                    "flyVolumeId",
+                    "flyRegion",
+                    "machineSize",
+                    "openclawVersion",
+                    "imageVariant",
+                    "trackedImageTag",
                 ].sort(),
             );
 
@@ -388,7 +402,7 @@ describe("WorkerEmulator", function () {
             assert.equal(fly.machine(s.flyAppName, s.flyMachineId)?.config.image, "registry.fly.io/kiloclaw-machines:dev-bbbbbbbbbbbb");
         });
 
-        it("rejects publishing \"latest\" or missing fields with 400; the early worker answers its 401 catch-all", async () => {
+        it('rejects publishing "latest" or missing fields with 400; the early worker answers its 401 catch-all', async () => {
             const w = await startWorker();
             const latest = await call(w, "POST", "publish-image-version", { openclawVersion: "latest", imageTag: "x" });
             assert.deepEqual(latest, { status: 400, body: { error: '"latest" is reserved and cannot be used as a version' } });
