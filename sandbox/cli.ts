@@ -61,7 +61,9 @@ function alive(pid: number): boolean {
 export function runningSandbox(): SandboxState | undefined {
     if (!fs.existsSync(stateFile())) return undefined;
     const state = JSON.parse(fs.readFileSync(stateFile(), "utf8")) as SandboxState;
-    return alive(state.pid) ? state : undefined;
+    // A sandbox started by an older version recorded only pid and URLs.
+    const defaults = { registryServer: `127.0.0.1:${ports().registry}`, registryApp: REGISTRY_APP, kiloclawDir: kiloclawDir() };
+    return alive(state.pid) ? { ...defaults, ...state } : undefined;
 }
 
 function sh(script: string, args: string[] = [], env: Record<string, string> = {}): void {
