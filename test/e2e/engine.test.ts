@@ -1,25 +1,45 @@
-// The real Pulumi engine against a sandbox: providers run in the engine's own
-// processes, state is stored (file backend, passphrase secrets), the policy pack
-// runs. Prebuilt-image mode, so no docker/command provider plugin is needed.
+// The real Pulumi engine against a sandbox, through the Automation API (the helpers
+// `npm run rehearse` uses): providers run in the engine's own processes, state is
+// stored (file backend, passphrase secrets), the policy pack runs; results are typed
+// (outputs, change summaries, engine events, the exported deployment), not CLI text.
+// Prebuilt-image mode, so no docker/command provider plugin is needed.
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { CommandError, ConfigMap, EngineEvent, OpType, Stack } from "@pulumi/pulumi/automation";
+import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
-import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
+import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
 import { SandboxServices, startSandboxServices } from "../../sandbox/services";
+import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
 const USER = "e2e-developer";
 const APP = "kiloclaw-e2e";
 const INTERNAL_KEY = "e2e-internal-key-0d4c1f";
 const STACK = "e2e";
+// Not the https://…/api/openrouter/ form: the advisory tunnel-base-url policy flags it (test 6 makes it mandatory).
+const TUNNEL_URL = "http://127.0.0.1:9/api/openrouter";
 
-interface Result {
-    code: number;
-    out: string;
+/** The operations the engine planned for each resource type (engine events, not display text). */
+function collectOps(into: Map<string, Set<OpType>>): (event: EngineEvent) => void {
+    return (event) => {
+        const meta = event.resourcePreEvent?.metadata;
+        if (meta) into.set(meta.type, new Set([...(into.get(meta.type) ?? []), meta.op]));
+    };
+}
+
+/** The error a failed pulumi command threw, with the CLI's output in its message. */
+async function failure(p: Promise<unknown>): Promise<CommandError> {
+    try {
+        await p;
+    } catch (err) {
+        assert.ok(err instanceof CommandError, String(err));
+        return err;
+    }
+    assert.fail("the command succeeded");
 }
 
 describe("the Pulumi engine against the sandbox", function () {
@@ -28,31 +48,22 @@ describe("the Pulumi engine against the sandbox", function () {
     let services: SandboxServices;
     let work: string;
     let checkout: string;
-    let project: string;
-    let env: NodeJS.ProcessEnv;
+    let stack: Stack;
     const tags = ["dev-e2e00000000a", "dev-e2e00000000b"];
     const refs: string[] = [];
 
-    // Async on purpose: the emulators live in this process and must keep answering while pulumi runs.
-    async function pulumi(args: string[], opts: { allowFail?: boolean; input?: string } = {}): Promise<Result> {
-        const dashes = args.includes("--") ? args.indexOf("--") : args.length;
-        const argv = [...args.slice(0, dashes), "--non-interactive", "--stack", STACK, ...args.slice(dashes)];
-        const r = await run("pulumi", argv, { env: env as Record<string, string>, cwd: project, input: opts.input });
-        const out = `${r.stdout}${r.stderr}`;
-        if (r.code !== 0 && !opts.allowFail) throw new Error(`pulumi ${args.join(" ")} failed (${r.code}):\n${out}`);
-        return { code: r.code ?? -1, out };
-    }
-    // Secrets go on stdin: never on a command line (nor into an error message).
-    const config = (key: string, value: string, secret = false) =>
-        secret ? pulumi(["config", "set", "--secret", `kiloclaw:${key}`], { input: value }) : pulumi(["config", "set", `kiloclaw:${key}`, "--", value]);
-    const outputs = async () => JSON.parse((await pulumi(["stack", "output", "--json"])).out.replace(/^[^{]*/, ""));
-    const exportState = async () => (await pulumi(["stack", "export"])).out;
+    const stateResources = async () => (await stack.exportStack()).deployment.resources as Array<{ type: string; urn: string }>;
+    /** The stack's checkpoint file in the local backend, as it sits on disk. */
+    const storedState = () => {
+        const dir = path.join(work, "engine", "state", ".pulumi", "stacks");
+        const file = (fs.readdirSync(dir, { recursive: true }) as string[]).find((f) => path.basename(f) === `${STACK}.json`);
+        assert.ok(file, `no ${STACK}.json under ${dir}`);
+        return fs.readFileSync(path.join(dir, file), "utf8");
+    };
+    const outputs = async () => Object.fromEntries(Object.entries(await stack.outputs()).map(([k, v]) => [k, v.value]));
 
     before(async () => {
-        const which = spawnSync("pulumi", ["version"], { encoding: "utf8" }); // before any emulator starts
-        if (which.error || which.status !== 0) {
-            throw new Error("No pulumi CLI on PATH: install one, or `export PATH=\"$(bash bootstrap/install-pulumi.sh | tail -1):$PATH\"`.");
-        }
+        const pulumi = await findPulumi(); // before any emulator starts: a first build takes minutes
         assertDockerRunning();
         registry = await startRegistry();
         // Two tags of the fixture image in the registry: a rollout, then an image change.
@@ -81,43 +92,35 @@ describe("the Pulumi engine against the sandbox", function () {
                 `FLY_API_TOKEN=${registry.token}`,
                 "WORKER_ENV=development",
                 `FLY_REGISTRY_APP=${APP}`,
+                `KILOCODE_API_BASE_URL=${TUNNEL_URL}`,
                 "",
             ].join("\n"),
         );
         services = await startSandboxServices({ registryServer: registry.server, token: registry.token, devVarsPath: path.join(checkout, ".dev.vars") });
 
-        env = {
-            ...process.env,
-            PULUMI_HOME: path.join(work, "home"),
-            PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`,
-            PULUMI_CONFIG_PASSPHRASE: "e2e-passphrase",
-            PULUMI_SKIP_UPDATE_CHECK: "true",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        };
-        fs.mkdirSync(path.join(work, "state"));
         // A project in the temp dir whose program is this repository: stack files stay out of the repo.
-        project = path.join(work, "project");
-        fs.mkdirSync(project);
-        fs.writeFileSync(
-            path.join(project, "Pulumi.yaml"),
-            `name: kiloclaw-rollout\nruntime:\n  name: nodejs\n  options:\n    typescript: true\nmain: ${path.relative(project, REPO)}\n`,
-        );
-        await pulumi(["stack", "init", "--secrets-provider", "passphrase"]);
-        await config("kiloclawDir", checkout);
-        await config("userId", USER);
-        await config("imageRef", refs[0]);
-        await config("workerUrl", services.worker.url);
-        await config("flyApiUrl", services.fly.url);
-        await config("registryServer", registry.server);
-        await config("registryApp", APP);
-        await config("warmTimeoutSeconds", "120");
-        await config("instanceTimeoutSeconds", "120");
-        await config("internalApiKey", INTERNAL_KEY, true);
-        await config("flyApiToken", registry.token, true);
+        stack = await openRehearsalStack({ dir: path.join(work, "engine"), stackName: STACK, pulumi, pulumiHome: path.join(work, "home") });
+        const plain: Record<string, string> = {
+            kiloclawDir: checkout,
+            userId: USER,
+            imageRef: refs[0],
+            // Test 1 starts with the worker unreachable; it sets the real URL.
+            workerUrl: `http://127.0.0.1:${await freePort()}`,
+            flyApiUrl: services.fly.url,
+            registryServer: registry.server,
+            registryApp: APP,
+            warmTimeoutSeconds: "120",
+            instanceTimeoutSeconds: "120",
+        };
+        const config: ConfigMap = Object.fromEntries(Object.entries(plain).map(([k, value]) => [`kiloclaw:${k}`, { value }]));
+        // Secrets go through the Automation API's config set --secret: never into a command line or an error.
+        config["kiloclaw:internalApiKey"] = { value: INTERNAL_KEY, secret: true };
+        config["kiloclaw:flyApiToken"] = { value: registry.token, secret: true };
+        await stack.setAllConfig(config);
     });
 
     after(async () => {
-        if (project && fs.existsSync(path.join(project, `Pulumi.${STACK}.yaml`))) await pulumi(["destroy", "--yes", "--skip-preview"], { allowFail: true });
+        if (stack) await stack.destroy().catch(() => undefined);
         await services?.close();
         await registry?.stop();
         // The warm and instance machines pulled these onto the engine.
@@ -125,66 +128,82 @@ describe("the Pulumi engine against the sandbox", function () {
         if (work) fs.rmSync(work, { recursive: true, force: true });
     });
 
-    it("1. up from nothing reaches a running instance, with the gateway token secret and no secret in the state", async () => {
-        await pulumi(["up", "--yes", "--skip-preview"]);
+    it("1. preflight stops up before anything is created when the worker is not running, and says how to fix it", async () => {
+        const flyBefore = services.fly.requests.length;
+        const err = await failure(stack.up());
+        assert.match(err.message, /Preflight \("Verify services"\): 1 of 2 checks failed; nothing was built or changed/);
+        assert.match(err.message, /FAIL {2}worker: no answer from http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+        assert.match(err.message, /pnpm start/);
+        assert.deepEqual((await stateResources()).filter((r) => r.type !== "pulumi:pulumi:Stack"), []);
+        // Fly was asked once (the token check) and nothing was created there.
+        assert.ok(services.fly.requests.slice(flyBefore).every((r) => r.method === "GET"));
+        await stack.setConfig("kiloclaw:workerUrl", { value: services.worker.url });
+    });
+
+    it("2. up from nothing reaches a running instance, with the gateway token secret and no secret in the state", async () => {
+        await stack.up();
+        const all = await stack.outputs();
         const out = await outputs();
         assert.equal(out.status, "running");
         assert.equal(out.flyAppName, devFlyAppName(USER));
         assert.equal(out.flyMachineId, services.worker.instance(USER)?.flyMachineId);
         assert.equal(out.trackedImageTag, tags[0]);
-        assert.equal(out.gatewayToken, "[secret]");
-        const state = await exportState();
-        const gatewayToken = JSON.parse((await pulumi(["stack", "output", "gatewayToken", "--show-secrets", "--json"])).out);
-        assert.match(gatewayToken, /^[0-9a-f]{64}$/);
-        for (const secret of [INTERNAL_KEY, registry.token, gatewayToken]) {
+        assert.equal(all.gatewayToken.secret, true);
+        assert.match(String(out.gatewayToken), /^[0-9a-f]{64}$/);
+        // The state as stored (exportStack would decrypt secrets: the Automation API exports with --show-secrets).
+        const state = storedState();
+        for (const secret of [INTERNAL_KEY, registry.token, String(out.gatewayToken)]) {
             assert.ok(!state.includes(secret), "a secret value is in plain text in the exported state");
         }
         assert.ok(services.fly.pulledImages.includes(refs[0]), "the warm machine did not pull the image");
     });
 
-    it("2. a second preview reports no changes", async () => {
-        await pulumi(["preview", "--expect-no-changes"]);
+    it("3. a second preview reports no changes", async () => {
+        const preview = await stack.preview({ expectNoChanges: true });
+        assert.deepEqual(Object.keys(preview.changeSummary), ["same"]);
     });
 
-    it("3. a new imageRef replaces the warm machine, worker image version and instance; up converges", async () => {
-        await config("imageRef", refs[1]);
-        const preview = (await pulumi(["preview", "--diff"])).out;
-        for (const type of ["WarmMachine", "WorkerImageVersion", "WorkerInstance"]) {
-            assert.match(preview, new RegExp(`\\+-pulumi-nodejs:dynamic/kiloclaw:${type}: \\(replace\\)`), `${type} is not replaced:\n${preview}`);
+    it("4. a new imageRef replaces the warm machine, worker image version and instance; up converges", async () => {
+        await stack.setConfig("kiloclaw:imageRef", { value: refs[1] });
+        const ops = new Map<string, Set<OpType>>();
+        const preview = await stack.preview({ diff: true, onEvent: collectOps(ops) });
+        for (const type of [RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance]) {
+            const planned = [...(ops.get(type) ?? [])];
+            assert.ok(planned.includes("create-replacement") && planned.includes("delete-replaced"), `${type} is not replaced: ${planned.join(", ")}`);
         }
-        assert.match(preview, /\+-3 to replace/);
-        await pulumi(["up", "--yes", "--skip-preview"]);
+        assert.equal(preview.changeSummary.replace, 3);
+        await stack.up();
         const out = await outputs();
         assert.equal(out.trackedImageTag, tags[1]);
         assert.equal(out.status, "running");
         assert.match(fs.readFileSync(path.join(checkout, ".dev.vars"), "utf8"), new RegExp(`^FLY_IMAGE_TAG=${tags[1]}$`, "m"));
     });
 
-    it("4. refresh notices an instance destroyed behind Pulumi's back, and up provisions it again", async () => {
+    it("5. refresh notices an instance destroyed behind Pulumi's back, and up provisions it again", async () => {
         await services.worker.destroyOutOfBand(USER);
-        await pulumi(["refresh", "--yes", "--skip-preview"]);
-        assert.ok(!(await exportState()).includes("kiloclaw:WorkerInstance::instance-instance"), "refresh kept the destroyed instance");
+        await stack.refresh();
+        assert.ok(!(await stateResources()).some((r) => r.type === RESOURCE_TYPES.workerInstance), "refresh kept the destroyed instance");
         const provisionsBefore = services.worker.requests.filter((r) => r.path === "/api/platform/provision").length;
-        await pulumi(["up", "--yes", "--skip-preview"]);
+        await stack.up();
         assert.equal((await outputs()).status, "running");
         assert.equal(services.worker.requests.filter((r) => r.path === "/api/platform/provision").length, provisionsBefore + 1);
     });
 
-    it("5. the policy pack passes a good configuration and stops a violating one with its messages", async () => {
-        const good = await pulumi(["preview", "--policy-pack", path.join(REPO, "policy")]);
-        assert.match(good.out, /kiloclaw-rollout/);
-        await config("registryApp", "some-other-app");
-        const bad = await pulumi(["preview", "--policy-pack", path.join(REPO, "policy")], { allowFail: true });
-        await config("registryApp", APP);
-        assert.notEqual(bad.code, 0, bad.out);
-        assert.match(bad.out, /mandatory/);
-        assert.match(bad.out, /registry-app-matches-worker/);
-        assert.match(bad.out, /some-other-app/);
+    it("6. the policy pack passes with an advisory warning, and a pack config that makes it mandatory stops the preview", async () => {
+        const policyPacks = [path.join(REPO, "policy")];
+        const good = await stack.preview({ policyPacks });
+        assert.match(good.stdout, /kiloclaw-rollout/);
+        assert.match(good.stdout, /tunnel-base-url/);
+        const packConfig = path.join(work, "policy-config.json");
+        fs.writeFileSync(packConfig, JSON.stringify({ "tunnel-base-url": "mandatory" }));
+        const bad = await failure(stack.preview({ policyPacks, policyPackConfigs: [packConfig] }));
+        assert.match(bad.message, /mandatory/);
+        assert.match(bad.message, /tunnel-base-url/);
     });
 
-    it("6. destroy leaves no instance and no machine, and only the worker deleted machines", async () => {
+    it("7. destroy leaves no instance and no machine, and only the worker deleted machines", async () => {
         const flyBefore = services.fly.requests.length;
-        await pulumi(["destroy", "--yes", "--skip-preview"]);
+        await stack.destroy();
         assert.equal(services.worker.instance(USER), undefined);
         const live = services.fly.machines().filter((m) => !["destroying", "destroyed"].includes(m.state));
         assert.deepEqual(live.map((m) => m.id), []);
