@@ -124,17 +124,23 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
         } catch (err) {
             return { error: (err as Error).message, resources: [], outputs: {} };
         }
-        let returned: RolloutOutputs | undefined;
-        let stackOutputs: Record<string, unknown> = {};
+        let returned: Record<string, pulumi.Output<unknown>> = {};
+        const outputs: ProgramRun["outputs"] = {};
         try {
-            stackOutputs = (await pulumi.runtime.runInPulumiStack(async () => (returned = rollout(config)))) ?? {};
+            await pulumi.runtime.runInPulumiStack(async () => {
+                const declared: RolloutOutputs = rollout(config);
+                returned = Object.fromEntries(Object.entries(declared).map(([name, value]) => [name, pulumi.output<unknown>(value)]));
+                for (const [name, output] of Object.entries(returned)) {
+                    outputs[name] = { value: undefined, secret: false };
+                    // Fires once the value is known: during a preview an unknown output stays undefined.
+                    output.apply((known) => (outputs[name].value = known));
+                }
+                return declared;
+            });
         } catch (err) {
             return { error: String((err as Error)?.stack ?? err), resources: monitor.registered, outputs: {} };
         }
-        const outputs: ProgramRun["outputs"] = {};
-        for (const [name, value] of Object.entries(returned ?? {})) {
-            outputs[name] = { value: stackOutputs[name], secret: await pulumi.isSecret(pulumi.output(value)) };
-        }
+        for (const [name, output] of Object.entries(returned)) outputs[name].secret = await pulumi.isSecret(output);
         return { resources: monitor.registered, outputs };
     } finally {
         // Waits for every outstanding registration, then drops the monitor.

@@ -30,9 +30,9 @@ function plainStrings(v: unknown, out: string[] = []): string[] {
 describe("the program under mocks", function () {
     this.timeout(120_000);
     let run: ProgramRun;
+    let config: Record<string, string>;
     before(async () => {
-        const checkout = fakeCheckout();
-        const config = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, ...SECRETS };
+        config = { "kiloclaw:kiloclawDir": fakeCheckout().kiloclawDir, "kiloclaw:userId": USER, ...SECRETS };
         run = await runProgram({ config, secretKeys: Object.keys(SECRETS), stack: "alice" });
         assert.equal(run.error, undefined, run.error);
     });
@@ -133,6 +133,15 @@ describe("the program under mocks", function () {
         assert.equal(run.outputs.flyMachineId.value, "e2865013b79786");
         assert.equal(run.outputs.openclawVersion.value, "2026.2.9");
         assert.equal(run.outputs.userId.value, USER);
+    });
+
+    it("previews the same graph: values the providers have not computed yet stay unknown", async () => {
+        const preview = await runProgram({ config, secretKeys: Object.keys(SECRETS), stack: "alice", preview: true, outputs: () => ({}) });
+        assert.equal(preview.error, undefined, preview.error);
+        const graph = (r: ProgramRun) => r.resources.map((x) => `${x.type}::${x.name}`).sort();
+        assert.deepEqual(graph(preview), graph(run));
+        assert.equal(preview.outputs.status.value, undefined);
+        assert.equal(preview.outputs.userId.value, USER);
     });
 
     it("serializes a provider text into each dynamic resource", () => {
