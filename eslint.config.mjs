@@ -20,6 +20,15 @@ export default defineConfig(
         },
     },
     {
+        // Typed rules (they read the tsconfig projects): an un-awaited promise in a provider, an emulator or a test is an error nobody sees.
+        files: ["**/*.ts"],
+        languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+        rules: {
+            "@typescript-eslint/no-floating-promises": "error",
+            "@typescript-eslint/no-misused-promises": "error",
+        },
+    },
+    {
         // Providers require modules inside their methods on purpose: closure serialization then captures
         // `require("x")` calls instead of module objects it cannot serialize.
         files: ["dynamic-providers/**/*.ts"],
