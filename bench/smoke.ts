@@ -202,11 +202,15 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     // ---- failure variants: how long each takes to fail, and which check says so ----
     progress(`failure variants (no-gateway waits its ${NO_GATEWAY_DEADLINE_S} s deadline)...`);
     const failRows: string[][] = [];
+    let exitToFailure = NaN;
     const failing = variants.filter((v) => v !== "good");
     for (const v of failing) {
         const env: Record<string, string> = v === "no-gateway" ? { GATEWAY_DEADLINE_SECONDS: String(NO_GATEWAY_DEADLINE_S) } : {};
         const r = await projectSmoke(image(v), env);
         if (r.result.code !== 1) notes.push(`Unexpected: smoke-test.sh exited ${r.result.code} on the ${v} variant (expected 1).`);
+        // The report's startup line: "✘ startup  2.3s  the container exited with code 1 1.4s after start" (the container starts at ~0 s).
+        const exit = /✘ startup\s+([\d.]+)s\s+the container exited with code \d+ ([\d.]+)s after start/.exec(r.result.stdout);
+        if (v === "exits" && exit) exitToFailure = (Number(exit[1]) - Number(exit[2])) * 1000;
         failRows.push([v, failedChecks(r.result.stdout), ms(r.ms), String(r.result.code), v === "no-gateway" ? `GATEWAY_DEADLINE_SECONDS=${NO_GATEWAY_DEADLINE_S}` : ""]);
     }
 
@@ -227,6 +231,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
             meaning: `the runbook's curl runs 15 s after \`docker run\`; the gateway needs ${BOOT_SECONDS} s`,
         },
         ...failRows.map(([v, check, took, code]) => ({ name: `fail time, ${v}`, value: took, meaning: `fails the ${check} check → exit ${code}` })),
+        { name: "exits: from the exit to the failed check", value: ms(exitToFailure), meaning: "from the report (0.1 s resolution): `docker wait` returns, log tail and tools fetched" },
         { name: "bench image builds", value: ms(build.ms), meaning: `${variants.length} variants of sandbox/fixtures/kiloclaw (one Dockerfile, build args; layer cache shared)` },
         { name: "containers left behind", value: String(left.length), meaning: "containers of our runs (labels / names) still present afterwards (should be 0)" },
     ];
@@ -240,7 +245,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     ];
     notes.push(
         "All three start from the same prebuilt image; none includes a build.",
-        "The floor polls every 50 ms and does not include removing its container; the project polls every 100 ms and its time includes " +
+        "The floor polls every 50 ms and does not include removing its container; the project polls every 50 ms and its time includes " +
             "starting node, the short checks beside the gateway, reading the runtime config and removing every container.",
         "The runbook's outcome is the status of its last block as pasted into a terminal; a chain that fails at `curl -f` leaves its " +
             "container running (the bench removes it afterwards).",

@@ -22,7 +22,7 @@ if [[ ! -f $out/cli.js ]]; then
     for (const file of fs.readdirSync("validation").filter((f) => f.endsWith(".ts"))) {
       const js = ts.transpileModule(fs.readFileSync(path.join("validation", file), "utf8"), { compilerOptions: options, fileName: file });
       fs.writeFileSync(path.join(process.argv[1], file.replace(/\.ts$/, ".js")), js.outputText);
-    }' "$staging")
+    }' "$staging") || { echo "smoke-test: could not transpile validation/ (is typescript installed? run npm ci)" >&2; exit 2; }
   # Another run may have finished the same version meanwhile: the first rename wins.
   mv -T "$staging" "$out" 2>/dev/null || rm -rf "$staging"
   trap - EXIT

@@ -118,6 +118,11 @@ export function engineFacts(engineArch: string, imageOs: string, imageArch: stri
     };
 }
 
+/** The placeholder credentials replaced by ***, for text read from inside a container. */
+export function redact(text: string): string {
+    return Object.values(PLACEHOLDER_ENV).reduce((t, value) => t.split(value).join("***"), text);
+}
+
 /** "v22.13.1" and "22.13.1" are the same Node version. */
 export function sameNodeVersion(printed: string, expected: string): boolean {
     return printed.trim().replace(/^v/, "") === expected.trim().replace(/^v/, "");
@@ -249,14 +254,19 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
             abort.abort(); // the first failure stops the rest: fail fast, clean up at once
         }
     };
-    // Which commands a failed check's debugging steps may use: looked up in the image only on failure.
+    // Which commands a failed check's debugging steps may use. Looked up beside the short checks, so that a
+    // container that exits early fails without waiting for one more `docker run` (not stopped by the first failure).
     let tools: Promise<ToolsInImage> | undefined;
+    const stopTools = new AbortController();
     const toolsInImage = () =>
-        (tools ??= docker([
-            ...runArgs("tools", ["--rm", "--entrypoint", "sh", image]),
-            "-c",
-            "for c in bash sh ps curl wget cat; do command -v $c >/dev/null 2>&1 && echo $c; done",
-        ]).then((r) => new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : [])));
+        (tools ??= docker(
+            [
+                ...runArgs("tools", ["--rm", "--entrypoint", "sh", image]),
+                "-c",
+                "for c in bash sh ps curl wget cat; do command -v $c >/dev/null 2>&1 && echo $c; done",
+            ],
+            { signal: stopTools.signal },
+        ).then((r) => new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : [])));
     /** Fails a check with its next steps; `details` may still be coming (a log tail), fetched beside the tools lookup. */
     const failWithSteps = async (name: CheckName, summary: string, details: string[] | Promise<string[]>) => {
         const needsTools = name === "startup" || name === "gateway" || name === "runtime config";
@@ -284,13 +294,15 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         }
         return r.aborted ? undefined : r;
     };
-    const exitedWith = (r: DockerResult) => `exit code ${r.code}`;
+    /** Why a short check's command failed: not in the image at all, or its exit code. */
+    const exitedWith = (r: DockerResult, executable: string) =>
+        /executable file not found/.test(r.stderr) ? `\`${executable}\` is not in the image` : `exit code ${r.code}`;
 
     const openclawVersion = async () => {
         const r = await shortRun("openclaw version", "version", ["openclaw", "--version"]);
         if (!r) return;
         const printed = r.stdout.trim();
-        if (r.code !== 0) return failWithSteps("openclaw version", `openclaw --version failed in the image (${exitedWith(r)})`, tail(r.combined));
+        if (r.code !== 0) return failWithSteps("openclaw version", `openclaw --version failed in the image (${exitedWith(r, "openclaw")})`, tail(r.combined));
         if (printed !== opts.expectedOpenclawVersion) {
             const shown = printed.length > 200 ? `${printed.slice(0, 200)}...` : printed;
             return failWithSteps("openclaw version", `openclaw --version printed '${shown}' but the expected version is '${opts.expectedOpenclawVersion}'`, []);
@@ -302,7 +314,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const r = await shortRun("node version", "node", ["node", "--version"]);
         if (!r) return;
         const printed = r.stdout.trim();
-        if (r.code !== 0) return failWithSteps("node version", `node --version failed in the image (${exitedWith(r)})`, tail(r.combined));
+        if (r.code !== 0) return failWithSteps("node version", `node --version failed in the image (${exitedWith(r, "node")})`, tail(r.combined));
         if (!opts.expectedNodeVersion) return finish("node version", "passed", `${printed} (the Dockerfile pins no Node version to compare)`);
         if (!sameNodeVersion(printed, opts.expectedNodeVersion)) {
             return failWithSteps("node version", `node --version printed '${printed}' but the Dockerfile pins Node ${opts.expectedNodeVersion}`, []);
@@ -316,7 +328,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const listed = r.stdout.split("\n").map((l) => l.trim().split(/\s+/).pop());
         const missing = IMAGE_DIRECTORIES.filter((d) => !listed.includes(d));
         if (missing.length > 0 || r.code !== 0) {
-            const what = missing.length > 0 ? `missing in the image: ${missing.join(", ")}` : `ls -ld failed (${exitedWith(r)})`;
+            const what = missing.length > 0 ? `missing in the image: ${missing.join(", ")}` : `ls -ld failed (${exitedWith(r, "ls")})`;
             return failWithSteps("directories", what, tail(r.combined, 5));
         }
         finish("directories", "passed", IMAGE_DIRECTORIES.join(", "));
@@ -325,7 +337,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     const doctor = async () => {
         const r = await shortRun("openclaw doctor", "doctor", ["openclaw", "doctor"], ["KILOCODE_API_KEY"]);
         if (!r) return;
-        if (r.code !== 0) return failWithSteps("openclaw doctor", `openclaw doctor crashed (${exitedWith(r)})`, tail(r.combined));
+        if (r.code !== 0) return failWithSteps("openclaw doctor", `openclaw doctor crashed (${exitedWith(r, "openclaw")})`, tail(r.combined));
         const warnings = doctorWarnings(r.combined);
         const summary = warnings.length === 0 ? "ran, no warnings" : `ran, ${warnings.length} warning(s) (expected before the entrypoint writes the config)`;
         finish("openclaw doctor", "passed", summary, warnings.slice(0, 10));
@@ -394,7 +406,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         finish("gateway", "passed", `HTTP ${status} on ${gatewayUrl} ${seconds(at() - launchedAt)} after docker run`);
 
         // The entrypoint wrote the runtime config before starting the gateway; `docker cp` needs no tool in the image.
-        const copied = await docker(["cp", `${name}:${RUNTIME_CONFIG_PATH}`, "-"], { signal, binary: true });
+        const copied = await docker(["cp", "-L", `${name}:${RUNTIME_CONFIG_PATH}`, "-"], { signal, binary: true });
         if (copied.aborted) return;
         if (exited) return containerExited();
         startupHeld();
@@ -405,8 +417,9 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         try {
             runtimeConfig = readRuntimeConfig(file.content.toString("utf8"));
         } catch (e) {
-            const firstLine = file.content.toString("utf8").split("\n")[0].slice(0, 120);
-            return failWithSteps("runtime config", `${RUNTIME_CONFIG_PATH} is not valid JSON: ${(e as Error).message}`, [firstLine]);
+            // The file holds the (placeholder) token and key: they never leave the container, even in an error.
+            const firstLine = redact(file.content.toString("utf8").split("\n")[0].slice(0, 120));
+            return failWithSteps("runtime config", `${RUNTIME_CONFIG_PATH} is not valid JSON: ${redact((e as Error).message)}`, [firstLine]);
         }
         const port18789 = runtimeConfig.gatewayPort === GATEWAY_PORT ? "" : ` (expected ${GATEWAY_PORT})`;
         finish(
@@ -422,13 +435,22 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     let launched!: () => void;
     const afterLaunch = new Promise<void>((resolve) => (launched = resolve));
     const short = (check: () => Promise<void>) => afterLaunch.then(check);
+    void afterLaunch.then(toolsInImage);
     const sweep = afterLaunch.then(() => sweepLeftovers()).catch(() => [] as string[]);
     try {
         await Promise.all([gateway(), short(openclawVersion), short(nodeVersion), short(directories), short(doctor), short(imageSize)]);
     } finally {
         opts.signal?.removeEventListener("abort", onOuterAbort);
         abort.abort(); // stops `docker wait` and anything still running
+        stopTools.abort();
+        await tools; // its docker client has exited before the containers are removed: it creates nothing afterwards
         await docker(["rm", "-f", "-v", ...containers]);
+        if (firstFailure || opts.signal?.aborted) {
+            // A docker client killed mid-create may leave the engine to finish creating after the rm above: look again.
+            const late = await docker(["ps", "-aq", "--filter", `name=^${prefix}-`]);
+            const ids = late.stdout.split("\n").filter((l) => l.trim() !== "");
+            if (ids.length > 0) await docker(["rm", "-f", "-v", ...ids]);
+        }
     }
     const swept = await sweep;
 

@@ -6,7 +6,7 @@ import { findNodePin } from "../../lib/nodePin";
 import { firstFileInTar } from "../../validation/docker";
 import { nextSteps } from "../../validation/hints";
 import { formatReport, parseValidationOutput, summaryLine } from "../../validation/report";
-import { CHECK_NAMES, doctorWarnings, engineFacts, formatBytes, formatChange, readRuntimeConfig, sameNodeVersion, ValidationReport } from "../../validation/validate";
+import { CHECK_NAMES, doctorWarnings, engineFacts, formatBytes, formatChange, readRuntimeConfig, redact, sameNodeVersion, ValidationReport } from "../../validation/validate";
 
 describe("image validation (pure parts)", () => {
     describe("findNodePin", () => {
@@ -69,6 +69,10 @@ describe("image validation (pure parts)", () => {
         assert.deepEqual(readRuntimeConfig(text), { gatewayPort: 18789, modelBaseUrl: "https://api.kilo.ai/api/openrouter/" });
         assert.throws(() => readRuntimeConfig("Starting with empty config\n{"), SyntaxError);
         assert.throws(() => readRuntimeConfig("[1]"), /not a JSON object/);
+    });
+
+    it("redacts the placeholder token and key from text read inside a container", () => {
+        assert.equal(redact('{"auth":{"token":"test-token"},"apiKey":"test-key"'), '{"auth":{"token":"***"},"apiKey":"***"');
     });
 
     it("finds the file in the tar stream `docker cp … -` prints", () => {
