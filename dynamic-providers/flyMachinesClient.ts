@@ -75,24 +75,27 @@ export function flyError(what: string, res: HttpResponse): Error {
 }
 
 /**
- * Creates a machine. The POST is never re-sent after a lost answer (Fly may have acted): the
- * machine is looked up by its name instead.
+ * Creates a machine. A POST whose answer was lost (Fly may have acted) is not re-sent blindly: the
+ * machine is looked up by its name, and the POST goes again only when the lookup shows Fly made none.
  */
 export async function createMachine(api: FlyApi, app: string, req: MachineCreateRequest): Promise<FlyMachine> {
-    let res: HttpResponse;
-    try {
-        res = await call(api, { method: "POST", path: machinePath(app), body: req, idempotent: false });
-    } catch (err) {
-        if (!isLostAnswer(err)) throw err;
-        const made = (await listMachines(api, app)).find((m) => m.name === req.name);
-        if (made) return made;
-        throw new Error(
-            `Creating machine ${req.name} in ${app}: the answer was lost (${err.code}) and no machine of that name exists. ` +
-                "Nothing was left behind: run `pulumi up` again.",
-        );
+    for (let attempt = 1; ; attempt++) {
+        let res: HttpResponse;
+        try {
+            res = await call(api, { method: "POST", path: machinePath(app), body: req, idempotent: false });
+        } catch (err) {
+            if (!isLostAnswer(err)) throw err;
+            const made = (await listMachines(api, app)).find((m) => m.name === req.name);
+            if (made) return made;
+            if (attempt < 2) continue;
+            throw new Error(
+                `Creating machine ${req.name} in ${app}: the answer was lost twice (${err.code}) and no machine of that name exists. ` +
+                    "Nothing was left behind: run `pulumi up` again.",
+            );
+        }
+        if (res.status !== 200 && res.status !== 201) throw flyError(`Creating a machine in ${app}`, res);
+        return res.body as FlyMachine;
     }
-    if (res.status !== 200 && res.status !== 201) throw flyError(`Creating a machine in ${app}`, res);
-    return res.body as FlyMachine;
 }
 
 /** The machine, or undefined once it is gone (Fly answers 404 after a destroy). */

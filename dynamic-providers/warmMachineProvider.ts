@@ -20,7 +20,10 @@ function api(): fly.FlyApi {
     return { baseUrl: access.flyApiUrl, token: access.flyApiToken };
 }
 
-/** Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup. */
+/**
+ * Destroys every warm machine of `owner` but `keep`: left by a run that died before its cleanup, or
+ * a twin made when Fly acted on a create whose answer was lost after the lookup found nothing.
+ */
 async function removeLeftovers(props: WarmMachineInputs, keep?: string): Promise<number> {
     const listed = await fly.listMachines(api(), props.appName, { [WARM_OWNER_KEY]: props.owner });
     const leftovers = listed.filter((m) => m.id !== keep && m.state !== "destroyed" && m.state !== "destroying");
@@ -58,7 +61,7 @@ export const warmMachineProvider = {
     },
 
     async create(inputs: WarmMachineInputs): Promise<{ id: string; outs: WarmMachineOutputs }> {
-        const leftoversRemoved = await removeLeftovers(inputs);
+        let leftoversRemoved = await removeLeftovers(inputs);
         const machine = await fly.createMachine(api(), inputs.appName, {
             name: `warm-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
             region: inputs.region,
@@ -74,6 +77,7 @@ export const warmMachineProvider = {
         let wait: fly.WaitOutcome | undefined;
         let waitError: Error | undefined;
         try {
+            leftoversRemoved += await removeLeftovers(inputs, machine.id);
             wait = await fly.waitForStarted(api(), inputs.appName, machine.id, {
                 deadline: Date.now() + inputs.timeoutSeconds * 1000,
                 waitSeconds: inputs.waitSeconds ?? fly.FLY_MAX_WAIT_SECONDS,

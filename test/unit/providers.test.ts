@@ -160,11 +160,21 @@ describe("WarmMachine provider against the Fly emulator", function () {
         assert.equal(outs.leftoversRemoved, 0);
     });
 
-    it("a create dropped before Fly acted is not re-sent either, and leaves nothing", async () => {
+    it("a create dropped before Fly acted is sent again only after the lookup shows no machine: two POSTs, one machine", async () => {
         fly.inject({ method: "POST", path: /\/machines$/, drop: true });
+        const { id } = await warm.create(inputs());
+        const posts = fly.requests.filter((r) => r.method === "POST" && r.path.endsWith("/machines"));
+        assert.deepEqual(posts.map((r) => r.faulted), [true, false]);
+        const lookup = fly.requests.findIndex((r) => r.method === "GET" && r.path.endsWith("/machines") && Object.keys(r.query).length === 0);
+        assert.ok(lookup > fly.requests.indexOf(posts[0]) && lookup < fly.requests.indexOf(posts[1]), "the second POST came before the lookup");
+        assert.deepEqual(fly.machines("kiloclaw-dev").map((m) => m.id), [id]);
+    });
+
+    it("a create whose answer is lost twice with no machine made stops and says nothing was left", async () => {
+        fly.inject({ method: "POST", path: /\/machines$/, drop: true, times: 2 });
         const err = await rejects(warm.create(inputs()));
-        assert.match(err.message, /answer was lost .* no machine of that name exists/);
-        assert.equal(fly.requests.filter((r) => r.method === "POST").length, 1);
+        assert.match(err.message, /answer was lost twice .* no machine of that name exists/);
+        assert.equal(fly.requests.filter((r) => r.method === "POST").length, 2);
         assert.deepEqual(fly.machines("kiloclaw-dev"), []);
     });
 
