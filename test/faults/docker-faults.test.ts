@@ -24,7 +24,22 @@ import {
     startRegistry,
 } from "../../sandbox/docker";
 import { fault, LeakScope } from "./leaks";
-import { closeStage, completed, destroyRollout, machineAppears, REGISTRY_APP, rollout, Stage, stageScope, StageOptions, startStage, stoppedAt, TAG, warmInputs } from "./rollout";
+import {
+    closeStage,
+    completed,
+    destroyRollout,
+    machineAppears,
+    REGISTRY_APP,
+    rollout,
+    Stage,
+    stageScope,
+    StageOptions,
+    startStage,
+    stoppedAt,
+    TAG,
+    warmInputs,
+    warmChildStdin,
+} from "./rollout";
 
 const PIN = "2026.2.9";
 /** Docker-mode emulator seconds: slower than the in-memory ones, real containers start in between. */
@@ -49,7 +64,10 @@ describe("faults: the Docker-backed path", function () {
         await buildFixture(images.noGateway, "no-gateway");
         await buildFixture(images.wrongVersion, "wrong-version");
         // What RegistryPush does before a warm-up: the good image under the rollout's tag, a broken one beside it.
-        for (const [source, tag] of [[images.good, TAG], [images.exits, EXITS_TAG]]) {
+        for (const [source, tag] of [
+            [images.good, TAG],
+            [images.exits, EXITS_TAG],
+        ]) {
             const r = await push(source, pushed(tag), registry.token);
             assert.equal(r.code, 0, r.stdout + r.stderr);
         }
@@ -64,7 +82,14 @@ describe("faults: the Docker-backed path", function () {
 
     function smoke(image: string, env: Record<string, string> = {}): Promise<RunResult> {
         return runScript("smoke-test.sh", [], {
-            env: { IMAGE: image, EXPECTED_OPENCLAW_VERSION: PIN, STARTUP_DEADLINE_SECONDS: "60", GATEWAY_DEADLINE_SECONDS: "60", TMPDIR: scratch, ...env },
+            env: {
+                IMAGE: image,
+                EXPECTED_OPENCLAW_VERSION: PIN,
+                STARTUP_DEADLINE_SECONDS: "60",
+                GATEWAY_DEADLINE_SECONDS: "60",
+                TMPDIR: scratch,
+                ...env,
+            },
         });
     }
 
@@ -79,7 +104,10 @@ describe("faults: the Docker-backed path", function () {
 
     function dockerStage(): StageOptions {
         return {
-            fly: { msPerSecond: DOCKER_MS_PER_SECOND, docker: { registryAuth: { server: registry.server, username: "x", password: registry.token } } },
+            fly: {
+                msPerSecond: DOCKER_MS_PER_SECOND,
+                docker: { registryAuth: { server: registry.server, username: "x", password: registry.token } },
+            },
             worker: { registryServer: registry.server, msPerSecond: DOCKER_MS_PER_SECOND },
         };
     }
@@ -181,10 +209,15 @@ describe("faults: the Docker-backed path", function () {
                     stdio: ["pipe", "ignore", "ignore"],
                 });
                 const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
-                child.stdin.end(JSON.stringify(inputs));
+                child.stdin.end(warmChildStdin(stage, inputs));
                 let leftover;
                 try {
-                    leftover = await machineAppears(stage.fly, REGISTRY_APP, (m) => m.config.metadata?.[WARM_OWNER_KEY] === inputs.owner && m.state === "started", 120_000);
+                    leftover = await machineAppears(
+                        stage.fly,
+                        REGISTRY_APP,
+                        (m) => m.config.metadata?.[WARM_OWNER_KEY] === inputs.owner && m.state === "started",
+                        120_000,
+                    );
                 } finally {
                     child.kill("SIGKILL");
                 }

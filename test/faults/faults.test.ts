@@ -33,8 +33,8 @@ import {
     warm,
     warmInputs,
     withStage,
+    warmChildStdin,
 } from "./rollout";
-
 
 /** Completes, then `pulumi destroy`: the instance and everything on Fly must be gone. */
 async function completeAndDestroy(stage: Stage, result: Awaited<ReturnType<typeof rollout>>): Promise<void> {
@@ -65,7 +65,12 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
                 run.outcome = "stopped-with-message";
                 await run.checkLeaks(stageScope(stage));
                 // The next step as the message gives it: start the worker, `pulumi up` again.
-                const restarted = await WorkerEmulator.start({ devVarsPath: stage.devVarsPath, flyApiUrl: stage.fly.url, port, msPerSecond: MS_PER_SECOND });
+                const restarted = await WorkerEmulator.start({
+                    devVarsPath: stage.devVarsPath,
+                    flyApiUrl: stage.fly.url,
+                    port,
+                    msPerSecond: MS_PER_SECOND,
+                });
                 stage.extraWorkers.push(stage.worker);
                 stage.worker = restarted;
                 await completeAndDestroy(stage, await rollout(stage));
@@ -182,7 +187,10 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
             withStage({}, async (stage) => {
                 const err = stoppedAt(await rollout(stage, { restartWorker: false }), "instance");
                 // Verified against Fly itself: the machine's config.image is not the pushed ref.
-                assert.match(err.message, new RegExp(`on registry\\.fly\\.io/${REGISTRY_APP}:dev-000000000000, not registry\\.fly\\.io/${REGISTRY_APP}:${TAG}`));
+                assert.match(
+                    err.message,
+                    new RegExp(`on registry\\.fly\\.io/${REGISTRY_APP}:dev-000000000000, not registry\\.fly\\.io/${REGISTRY_APP}:${TAG}`),
+                );
                 assert.match(err.message, /Restart the worker \(`cd cloud\/kiloclaw && pnpm start`\)/);
                 assert.match(err.message, /pulumi up/);
                 assert.match(err.message, /The instance it left was destroyed through the worker/);
@@ -221,20 +229,36 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
             fault("KILOCODE_API_BASE_URL not a tunnel URL (policy)", async (run) => {
                 const good = `OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,https://${devFlyAppName(USER)}.fly.dev`;
                 const violations = await packOver(["KILOCODE_API_BASE_URL=http://abc123.ngrok-free.dev/api/openrouter", good]);
-                assert.deepEqual(violations.map((v) => v.policy), ["tunnel-base-url"]);
+                assert.deepEqual(
+                    violations.map((v) => v.policy),
+                    ["tunnel-base-url"],
+                );
                 assert.match(violations[0].message, /is not of the form https:\/\/<host>\/api\/openrouter\//);
-                assert.match(violations[0].message, /Fix: set KILOCODE_API_BASE_URL=https:\/\/abc123\.ngrok-free\.dev\/api\/openrouter\/ in \.dev\.vars, restart the worker/);
+                assert.match(
+                    violations[0].message,
+                    /Fix: set KILOCODE_API_BASE_URL=https:\/\/abc123\.ngrok-free\.dev\/api\/openrouter\/ in \.dev\.vars, restart the worker/,
+                );
                 run.outcome = violations[0].level === "mandatory" ? "stopped-with-message" : "warned-with-message";
                 await run.checkLeaks({});
             }));
 
         it("allowed origins without the instance's Fly app are flagged with the exact fix", () =>
             fault("OPENCLAW_ALLOWED_ORIGINS misses the Fly app (policy)", async (run) => {
-                const violations = await packOver(["KILOCODE_API_BASE_URL=https://abc123.ngrok-free.dev/api/openrouter/", "OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000"]);
-                assert.deepEqual(violations.map((v) => v.policy), ["allowed-origins-include-app"]);
+                const violations = await packOver([
+                    "KILOCODE_API_BASE_URL=https://abc123.ngrok-free.dev/api/openrouter/",
+                    "OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000",
+                ]);
+                assert.deepEqual(
+                    violations.map((v) => v.policy),
+                    ["allowed-origins-include-app"],
+                );
                 const origin = `https://${devFlyAppName(USER)}.fly.dev`;
                 assert.match(violations[0].message, new RegExp(`does not include ${origin.replace(/\./g, "\\.")}`));
-                assert.ok(violations[0].message.includes(`Fix: set OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,${origin} in .dev.vars and restart the worker.`));
+                assert.ok(
+                    violations[0].message.includes(
+                        `Fix: set OPENCLAW_ALLOWED_ORIGINS=http://localhost:3000,${origin} in .dev.vars and restart the worker.`,
+                    ),
+                );
                 run.outcome = violations[0].level === "mandatory" ? "stopped-with-message" : "warned-with-message";
                 await run.checkLeaks({});
             }));
@@ -249,7 +273,10 @@ describe("faults: the Fly Machines API", function () {
             withStage({}, async (stage) => {
                 stage.fly.inject({ method: "POST", path: WARM_CREATE, status: 429, body: { error: "rate limited" }, times: 2 });
                 const result = await rollout(stage);
-                assert.deepEqual(stage.fly.requests.filter((r) => r.method === "POST" && WARM_CREATE.test(r.path)).map((r) => r.status), [429, 429, 200]);
+                assert.deepEqual(
+                    stage.fly.requests.filter((r) => r.method === "POST" && WARM_CREATE.test(r.path)).map((r) => r.status),
+                    [429, 429, 200],
+                );
                 await completeAndDestroy(stage, result);
                 run.outcome = "completed";
                 await run.checkLeaks(stageScope(stage));
@@ -398,9 +425,16 @@ describe("faults: the worker", function () {
     it("500 mid-provision (its Fly machine create fails once): the status says `provisioned`, a start completes it", () =>
         fault("worker 500 mid-provision (Fly create fails once)", (run) =>
             withStage({}, async (stage) => {
-                stage.fly.inject({ method: "POST", path: flyPath(devFlyAppName(stage.userId)), status: 500, body: { error: "internal: host unavailable" } });
+                stage.fly.inject({
+                    method: "POST",
+                    path: flyPath(devFlyAppName(stage.userId)),
+                    status: 500,
+                    body: { error: "internal: host unavailable" },
+                });
                 const done = completed(await rollout(stage));
-                const lifecycle = stage.worker.requests.filter((r) => r.method === "POST" && /\/(provision|start)$/.test(r.path)).map((r) => `${r.path.split("/").pop()} ${r.status}`);
+                const lifecycle = stage.worker.requests
+                    .filter((r) => r.method === "POST" && /\/(provision|start)$/.test(r.path))
+                    .map((r) => `${r.path.split("/").pop()} ${r.status}`);
                 assert.deepEqual(lifecycle, ["provision 500", "start 200"]);
                 await destroyRollout(done);
                 run.outcome = "completed";
@@ -457,9 +491,17 @@ describe("faults: the worker", function () {
                     body: JSON.stringify({ userId: stage.userId, kilocodeApiKey: "test-key" }),
                 });
                 assert.equal(earlier.status, 201);
-                stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } });
+                stage.worker.inject({
+                    method: "POST",
+                    path: "/api/platform/provision",
+                    status: 409,
+                    body: { error: "User already has an active instance" },
+                });
                 const result = await rollout(stage);
-                assert.deepEqual(stage.worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status), [201, 409, 201]);
+                assert.deepEqual(
+                    stage.worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status),
+                    [201, 409, 201],
+                );
                 await completeAndDestroy(stage, result);
                 run.outcome = "completed";
                 await run.checkLeaks(stageScope(stage));
@@ -469,7 +511,13 @@ describe("faults: the worker", function () {
     it("provision answered 409 twice: names the Cloud UI, leaves nothing", () =>
         fault("provision 409 twice", (run) =>
             withStage({}, async (stage) => {
-                stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" }, times: 2 });
+                stage.worker.inject({
+                    method: "POST",
+                    path: "/api/platform/provision",
+                    status: 409,
+                    body: { error: "User already has an active instance" },
+                    times: 2,
+                });
                 const err = stoppedAt(await rollout(stage), "instance");
                 assert.match(err.message, /answered 409 "User already has an active instance" even after destroying through the worker/);
                 assert.match(err.message, /Destroy the instance from the Cloud UI \(localhost:3000\/claw\), then run `pulumi up` again/);
@@ -492,7 +540,10 @@ describe("faults: the worker", function () {
                 assert.equal(outOfBand.status, 200);
                 assert.equal(stage.worker.instance(stage.userId)?.status, "destroying");
                 await instance.delete(done.instance.id, done.instance.outs);
-                assert.deepEqual(stage.worker.requests.filter((r) => r.path === "/api/platform/destroy").map((r) => r.status), [200, 200]);
+                assert.deepEqual(
+                    stage.worker.requests.filter((r) => r.path === "/api/platform/destroy").map((r) => r.status),
+                    [200, 200],
+                );
                 run.outcome = "completed";
                 await run.checkLeaks(stageScope(stage));
             }),
@@ -547,7 +598,7 @@ describe("faults: the program's process is killed", function () {
                 child.stdout.on("data", (d: Buffer) => (output += d.toString()));
                 child.stderr.on("data", (d: Buffer) => (output += d.toString()));
                 const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
-                child.stdin.end(JSON.stringify({ inputs, config: { "kiloclaw:flyApiUrl": stage.fly.url, "kiloclaw:flyApiToken": FLY_TOKEN } }));
+                child.stdin.end(warmChildStdin(stage, inputs));
                 const mine = (m: { config: { metadata?: Record<string, string> } }) => m.config.metadata?.[WARM_OWNER_KEY] === inputs.owner;
                 let leftover;
                 try {

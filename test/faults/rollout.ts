@@ -8,6 +8,7 @@ import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
 import {
     closeStage,
+    FLY_TOKEN,
     instance,
     instanceInputs,
     Stage,
@@ -30,6 +31,11 @@ export async function withStage(opts: StageOptions, body: (stage: Stage) => Prom
     } finally {
         await closeStage(stage);
     }
+}
+
+/** What warm-child.ts reads on stdin: the WarmMachine inputs and the stack config it configures the provider with. */
+export function warmChildStdin(stage: Stage, inputs: WarmMachineInputs): string {
+    return JSON.stringify({ inputs, config: { "kiloclaw:flyApiUrl": stage.fly.url, "kiloclaw:flyApiToken": FLY_TOKEN } });
 }
 
 /** What a fault run may leave in this stage. */
