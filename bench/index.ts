@@ -13,6 +13,7 @@ import { cleanupAll, installSignalCleanup } from "./cleanup";
 import { contextHashBenchmark } from "./context-hash";
 import { flyWaitBenchmark } from "./fly-wait";
 import { noopBenchmark } from "./noop";
+import { previewBenchmark } from "./preview";
 import { readinessBenchmark } from "./readiness";
 import { BenchResult, markdownTable, ms, printResult, resultMarkdown } from "./report";
 import { smokeBenchmark } from "./smoke";
@@ -31,6 +32,7 @@ const BENCHMARKS: Array<{ id: number; title: string; run: (a: Args) => Promise<B
     { id: 3, title: "Readiness: delay and requests", run: () => readinessBenchmark() },
     { id: 4, title: "No-op second run", run: () => noopBenchmark() },
     { id: 5, title: "Fly wait: calls when Fly answers at once", run: () => flyWaitBenchmark() },
+    { id: 6, title: "No-op preview vs an empty program", run: (a) => previewBenchmark({ reps: a.reps }) },
 ];
 
 function usage(message?: string): never {
