@@ -163,15 +163,17 @@ describe("the Pulumi engine against the sandbox", function () {
         assert.deepEqual(Object.keys(preview.changeSummary), ["same"]);
     });
 
-    it("4. a new imageRef replaces the warm machine, worker image version and instance; up converges", async () => {
+    it("4. a new imageRef replaces the image check, warm machine, worker image version and instance; up converges", async () => {
         await stack.setConfig("kiloclaw:imageRef", { value: refs[1] });
         const ops = new Map<string, Set<OpType>>();
         const preview = await stack.preview({ diff: true, onEvent: collectOps(ops) });
-        for (const type of [RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance]) {
+        // The new image is pulled and its openclaw version checked again (kiloclaw:PrebuiltImage) before the rest.
+        const replaced = [RESOURCE_TYPES.prebuiltImage, RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance];
+        for (const type of replaced) {
             const planned = [...(ops.get(type) ?? [])];
             assert.ok(planned.includes("create-replacement") && planned.includes("delete-replaced"), `${type} is not replaced: ${planned.join(", ")}`);
         }
-        assert.equal(preview.changeSummary.replace, 3);
+        assert.equal(preview.changeSummary.replace, replaced.length);
         await stack.up();
         const out = await outputs();
         assert.equal(out.trackedImageTag, tags[1]);
