@@ -168,7 +168,12 @@ describe("the Pulumi engine against the sandbox", function () {
         const ops = new Map<string, Set<OpType>>();
         const preview = await stack.preview({ diff: true, onEvent: collectOps(ops) });
         // The new image is pulled and its openclaw version checked again (kiloclaw:PrebuiltImage) before the rest.
-        const replaced = [RESOURCE_TYPES.prebuiltImage, RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance];
+        const replaced = [
+            RESOURCE_TYPES.prebuiltImage,
+            RESOURCE_TYPES.warmMachine,
+            RESOURCE_TYPES.workerImageVersion,
+            RESOURCE_TYPES.workerInstance,
+        ];
         for (const type of replaced) {
             const planned = [...(ops.get(type) ?? [])];
             assert.ok(planned.includes("create-replacement") && planned.includes("delete-replaced"), `${type} is not replaced: ${planned.join(", ")}`);
