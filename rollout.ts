@@ -22,6 +22,10 @@ export interface RolloutOutputs {
     flyMachineId: pulumi.Output<string>;
     status: pulumi.Output<string>;
     trackedImageTag: pulumi.Output<string>;
+    /** The image the instance's Fly machine runs, as Fly reports it (checked against the pushed ref). */
+    runningImage: pulumi.Output<string>;
+    /** The gateway as the worker reports it ("running"), or "unsupported" on a worker without gateway/status. */
+    gatewayState: pulumi.Output<string>;
     /** Secret. */
     gatewayToken: pulumi.Output<string>;
     /** The image validation's report, one line per check (absent without a local build + validation). */
@@ -149,6 +153,8 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         flyMachineId: instance.flyMachineId,
         status: instance.status,
         trackedImageTag: instance.trackedImageTag,
+        runningImage: instance.runningImage,
+        gatewayState: instance.gatewayState,
         gatewayToken: instance.gatewayToken,
         validationReport: validated?.report,
         imageSizeBytes: validated?.imageSizeBytes,

@@ -21,6 +21,8 @@ export function mockOutputs(type: string, inputs: Record<string, any>): Record<s
                 flyRegion: inputs.region,
                 trackedImageTag: inputs.imageTag,
                 runningOpenclawVersion: inputs.openclawVersion,
+                runningImage: inputs.imageRef,
+                gatewayState: "running",
                 gatewayToken: "mock-gateway-token",
             };
         default:

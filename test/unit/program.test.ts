@@ -133,6 +133,8 @@ describe("the program under mocks", function () {
         assert.equal(run.outputs.flyMachineId.value, "e2865013b79786");
         assert.equal(run.outputs.openclawVersion.value, "2026.2.9");
         assert.equal(run.outputs.userId.value, USER);
+        assert.equal(run.outputs.gatewayState.value, "running");
+        assert.match(String(run.outputs.runningImage.value), /:dev-[0-9a-f]{12}$/);
     });
 
     it("previews the same graph: values the providers have not computed yet stay unknown", async () => {
