@@ -152,6 +152,14 @@ interface ImageFacts {
     Architecture: string;
     Os: string;
     RepoTags?: string[];
+    Config?: { Entrypoint?: string[] | null; Cmd?: string[] | null };
+}
+
+/** "bash" or "sh" from a script's first line (`#!/bin/bash`, `#!/usr/bin/env sh`); undefined otherwise. */
+export function shebangShell(script: string): "bash" | "sh" | undefined {
+    const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(script);
+    const interpreter = m && (m[1].endsWith("/env") ? m[2] : m[1].slice(m[1].lastIndexOf("/") + 1));
+    return interpreter === "bash" || interpreter === "sh" ? interpreter : undefined;
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -257,6 +265,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     // Which commands a failed check's debugging steps may use. Looked up beside the short checks, so that a
     // container that exits early fails without waiting for one more `docker run` (not stopped by the first failure).
     let tools: Promise<ToolsInImage> | undefined;
+    let toolsFound: ToolsInImage | undefined;
     const stopTools = new AbortController();
     const toolsInImage = () =>
         (tools ??= docker(
@@ -266,12 +275,22 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
                 "for c in bash sh ps curl wget cat; do command -v $c >/dev/null 2>&1 && echo $c; done",
             ],
             { signal: stopTools.signal },
-        ).then((r) => new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : [])));
+        ).then((r) => (toolsFound = new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : []))));
     /** Fails a check with its next steps; `details` may still be coming (a log tail), fetched beside the tools lookup. */
-    const failWithSteps = async (name: CheckName, summary: string, details: string[] | Promise<string[]>) => {
+    const failWithSteps = async (name: CheckName, summary: string, details: string[] | Promise<string[]>, known?: Promise<ToolsInImage>) => {
         const needsTools = name === "startup" || name === "gateway" || name === "runtime config";
-        const [tools, lines] = await Promise.all([needsTools ? toolsInImage() : new Set<string>(), details]);
+        const [tools, lines] = await Promise.all([known ?? (needsTools ? toolsInImage() : new Set<string>()), details]);
         finish(name, "failed", summary, lines, nextSteps(name, { image, tools, engine, expectedOpenclawVersion: opts.expectedOpenclawVersion }));
+    };
+    /** The shell the debugging steps of a failed start may use: the start script's own interpreter, read from the exited
+     *  container (faster than waiting for the tools lookup); that lookup when the script names none. */
+    const startShell = async (container: string): Promise<ToolsInImage> => {
+        if (toolsFound) return toolsFound;
+        const script = [...(facts.Config?.Entrypoint ?? []), ...(facts.Config?.Cmd ?? [])][0];
+        const copied = script?.startsWith("/") ? await docker(["cp", "-L", `${container}:${script}`, "-"], { binary: true }) : undefined;
+        const file = copied?.code === 0 ? firstFileInTar(copied.bytes) : undefined;
+        const shell = file && shebangShell(file.content.subarray(0, 200).toString("utf8"));
+        return shell ? new Set([shell]) : toolsInImage();
     };
     /** The last log lines of a container, stdout and stderr merged by the engine's timestamps (lines written within
      *  microseconds of each other on the two streams may still swap). */
@@ -366,7 +385,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const containerExited = () => {
             const env = Object.entries(PLACEHOLDER_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
             const when = seconds(exited!.atMs - launchedAt);
-            return failWithSteps("startup", `the container exited with code ${exited!.code} ${when} after start (env: ${env})`, logTail(name));
+            return failWithSteps("startup", `the container exited with code ${exited!.code} ${when} after start (env: ${env})`, logTail(name), startShell(name));
         };
         /** The container has been running since launch (a later failure is the gateway's or the config's, not the start's). */
         const startupHeld = () => {

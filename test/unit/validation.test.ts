@@ -6,7 +6,7 @@ import { findNodePin } from "../../lib/nodePin";
 import { firstFileInTar } from "../../validation/docker";
 import { nextSteps } from "../../validation/hints";
 import { formatReport, parseValidationOutput, summaryLine } from "../../validation/report";
-import { CHECK_NAMES, doctorWarnings, engineFacts, formatBytes, formatChange, readRuntimeConfig, redact, sameNodeVersion, ValidationReport } from "../../validation/validate";
+import { CHECK_NAMES, doctorWarnings, engineFacts, formatBytes, formatChange, readRuntimeConfig, redact, sameNodeVersion, shebangShell, ValidationReport } from "../../validation/validate";
 
 describe("image validation (pure parts)", () => {
     describe("findNodePin", () => {
@@ -69,6 +69,13 @@ describe("image validation (pure parts)", () => {
         assert.deepEqual(readRuntimeConfig(text), { gatewayPort: 18789, modelBaseUrl: "https://api.kilo.ai/api/openrouter/" });
         assert.throws(() => readRuntimeConfig("Starting with empty config\n{"), SyntaxError);
         assert.throws(() => readRuntimeConfig("[1]"), /not a JSON object/);
+    });
+
+    it("reads the start script's shell from its shebang", () => {
+        assert.equal(shebangShell("#!/bin/bash\nset -e"), "bash");
+        assert.equal(shebangShell("#!/usr/bin/env sh\n"), "sh");
+        assert.equal(shebangShell("#!/usr/bin/env node\n"), undefined);
+        assert.equal(shebangShell("echo no shebang"), undefined);
     });
 
     it("redacts the placeholder token and key from text read inside a container", () => {
