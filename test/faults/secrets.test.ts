@@ -15,10 +15,37 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { devFlyAppName } from "../../lib/identity";
 import { RequestLogEntry } from "../../sandbox/emulators/server";
-import { assertDockerRunning, buildFixture, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, RunResult, runScript, startRegistry } from "../../sandbox/docker";
+import {
+    assertDockerRunning,
+    buildFixture,
+    dockerBuild,
+    FIXTURES_DIR,
+    freePort,
+    LocalRegistry,
+    removeImages,
+    RunResult,
+    runScript,
+    startRegistry,
+} from "../../sandbox/docker";
 import { fakeCheckout, isSecretValue, runProgram } from "../program-harness";
 import { findLeaks } from "./leaks";
-import { closeStage, configureStage, destroyRollout, instance, instanceInputs, REGISTRY_APP, rollout, RolloutResult, Stage, startStage, TAG, warm, warmInputs, workerVersion, versionInputs } from "./rollout";
+import {
+    closeStage,
+    configureStage,
+    destroyRollout,
+    instance,
+    instanceInputs,
+    REGISTRY_APP,
+    rollout,
+    RolloutResult,
+    Stage,
+    startStage,
+    TAG,
+    warm,
+    warmInputs,
+    workerVersion,
+    versionInputs,
+} from "./rollout";
 
 const SECRET_FIELDS = new Set(["internalApiKey", "flyApiToken", "kilocodeApiKey", "gatewayToken"]);
 
@@ -94,7 +121,11 @@ describe("secret hygiene", function () {
         const bin = path.join(scratch, "bin");
         fs.mkdirSync(bin);
         shimLog = path.join(scratch, "docker-argv.log");
-        fs.writeFileSync(path.join(bin, "docker"), `#!/usr/bin/env bash\n{ printf '%s\\0' "$@"; printf '\\n'; } >>'${shimLog}'\nexec '${realDocker}' "$@"\n`, { mode: 0o755 });
+        fs.writeFileSync(
+            path.join(bin, "docker"),
+            `#!/usr/bin/env bash\n{ printf '%s\\0' "$@"; printf '\\n'; } >>'${shimLog}'\nexec '${realDocker}' "$@"\n`,
+            { mode: 0o755 },
+        );
         shimPath = `${bin}:${process.env.PATH}`;
     });
 
@@ -136,14 +167,21 @@ describe("secret hygiene", function () {
             assert.equal(failed.code, 1);
             captureRun("smoke-test.sh (image that exits, with its logs)", failed);
 
-            const invocations = fs.readFileSync(shimLog, "utf8").split("\0\n").filter(Boolean).map((rec) => rec.split("\0"));
+            const invocations = fs
+                .readFileSync(shimLog, "utf8")
+                .split("\0\n")
+                .filter(Boolean)
+                .map((rec) => rec.split("\0"));
             const runs = invocations.filter((args) => args[0] === "run");
             assert.ok(runs.length >= 5, `expected the smoke tests' docker runs, saw ${runs.length}`);
             for (const args of runs) {
                 assert.ok(!args.some((a) => a === "--env-file" || a.startsWith("--env-file=")), `env file in: docker ${args.join(" ")}`);
                 args.forEach((a, i) => {
                     if (a !== "-e" && a !== "--env") return;
-                    assert.ok(["KILOCODE_API_KEY=test-key", "OPENCLAW_GATEWAY_TOKEN=test-token"].includes(args[i + 1]), `container env: ${args[i + 1]}`);
+                    assert.ok(
+                        ["KILOCODE_API_KEY=test-key", "OPENCLAW_GATEWAY_TOKEN=test-token"].includes(args[i + 1]),
+                        `container env: ${args[i + 1]}`,
+                    );
                 });
             }
             const logins = invocations.filter((args) => args[0] === "login");
@@ -168,7 +206,11 @@ describe("secret hygiene", function () {
         before(async () => {
             stage = await startStage({
                 fly: { token: secrets.flyApiToken },
-                devVars: { INTERNAL_API_SECRET: secrets.internalApiKey, GATEWAY_TOKEN_SECRET: secrets.gatewayTokenSecret, FLY_API_TOKEN: secrets.flyApiToken },
+                devVars: {
+                    INTERNAL_API_SECRET: secrets.internalApiKey,
+                    GATEWAY_TOKEN_SECRET: secrets.gatewayTokenSecret,
+                    FLY_API_TOKEN: secrets.flyApiToken,
+                },
             });
             await useKeys();
         });
@@ -220,13 +262,27 @@ describe("secret hygiene", function () {
             );
             await workerVersion.create(versionInputs(stage));
 
-            stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" }, times: 2 });
+            stage.worker.inject({
+                method: "POST",
+                path: "/api/platform/provision",
+                status: 409,
+                body: { error: "User already has an active instance" },
+                times: 2,
+            });
             assert.match(await errorOf("409 twice", instance.create(instanceInputs(stage, withKey))), /409/);
             stage.fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${REGISTRY_APP}/machines$`), status: 503, times: Infinity });
             assert.match(await errorOf("Fly 503 on every create", warm.create(warmInputs(stage))), /503/);
             stage.fly.clearFaults();
-            stage.fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${devFlyAppName(stage.userId)}/machines$`), status: 500, body: { error: "internal" } });
+            // Every machine create fails, so the start after the provision fails too (a single failure is recovered by that start).
+            stage.fly.inject({
+                method: "POST",
+                path: new RegExp(`^/v1/apps/${devFlyAppName(stage.userId)}/machines$`),
+                status: 500,
+                body: { error: "internal" },
+                times: Infinity,
+            });
             assert.match(await errorOf("worker 500 mid-provision", instance.create(instanceInputs(stage, withKey))), /500/);
+            stage.fly.clearFaults();
             const leaks = await findLeaks({ flies: [stage.fly], workers: [{ worker: stage.worker, userIds: [stage.userId] }] });
             assert.deepEqual(leaks, []);
         });
@@ -235,7 +291,9 @@ describe("secret hygiene", function () {
             // Controls: the two exclusions really hold secrets, so the scan would see one that escaped.
             const provision = stage.worker.requests.find((r) => r.method === "POST" && r.path === "/api/platform/provision" && r.status === 201);
             assert.ok(scannable(provision!).includes(secrets.kilocodeApiKey), "the provision body carries the kilocode key");
-            const workerMachine = stage.fly.requests.find((r) => r.method === "POST" && r.path === `/v1/apps/${devFlyAppName(stage.userId)}/machines`);
+            const workerMachine = stage.fly.requests.find(
+                (r) => r.method === "POST" && r.path === `/v1/apps/${devFlyAppName(stage.userId)}/machines`,
+            );
             assert.ok(scannable(workerMachine!).includes(secrets.gatewayToken), "the worker's machine env carries the gateway token");
             for (const [i, entry] of stage.worker.requests.entries()) {
                 // The provision body's kilocodeApiKey is what the platform API asks for.
@@ -267,7 +325,11 @@ describe("secret hygiene", function () {
             });
             try {
                 const program = await runProgram({
-                    config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": "secrets-user", "kiloclaw:kilocodeApiKey": secrets.kilocodeApiKey },
+                    config: {
+                        "kiloclaw:kiloclawDir": checkout.kiloclawDir,
+                        "kiloclaw:userId": "secrets-user",
+                        "kiloclaw:kilocodeApiKey": secrets.kilocodeApiKey,
+                    },
                     secretKeys: ["kiloclaw:kilocodeApiKey"],
                 });
                 assert.equal(program.error, undefined, program.error);
@@ -277,13 +339,17 @@ describe("secret hygiene", function () {
                     captures.push(...found.map((c) => ({ place: `program input ${c.place}`, text: c.text })));
                 }
                 for (const [name, out] of Object.entries(program.outputs)) {
-                    if (!out.secret) capture(`program output ${name}`, JSON.stringify(out.value));
+                    // An output left undefined (e.g. no previous image to compare sizes with) has nothing to scan.
+                    if (!out.secret && out.value !== undefined) capture(`program output ${name}`, JSON.stringify(out.value));
                 }
                 assert.equal(program.outputs.gatewayToken?.secret, true, "the gateway token output is a secret");
                 // How the scripts are invoked: commands and env hold no secret, the push token is stdin (a secret).
                 const push = program.resources.find((r) => r.type === "command:local:Command" && r.name.endsWith("-push"));
                 assert.ok(push, "the registry push command");
-                assert.ok(isSecretValue(push.inputs.stdin) && push.inputs.stdin.value === secrets.flyApiToken, "the Fly token reaches push-image.sh on stdin, as a secret");
+                assert.ok(
+                    isSecretValue(push.inputs.stdin) && push.inputs.stdin.value === secrets.flyApiToken,
+                    "the Fly token reaches push-image.sh on stdin, as a secret",
+                );
                 const smoke = program.resources.find((r) => r.type === "command:local:Command" && r.name.endsWith("-smoke"));
                 assert.ok(smoke && smoke.inputs.stdin === undefined, "the smoke test gets no stdin");
             } finally {
