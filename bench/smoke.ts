@@ -231,7 +231,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
             meaning: `the runbook's curl runs 15 s after \`docker run\`; the gateway needs ${BOOT_SECONDS} s`,
         },
         ...failRows.map(([v, check, took, code]) => ({ name: `fail time, ${v}`, value: took, meaning: `fails the ${check} check → exit ${code}` })),
-        { name: "exits: from the exit to the failed check", value: ms(exitToFailure), meaning: "from the report (0.1 s resolution): `docker wait` returns, log tail and tools fetched" },
+        { name: "exits: from the exit to the failed check", value: ms(exitToFailure), meaning: "from the report (0.1 s resolution): `docker wait` returns, then the log tail and the start script's shell are read" },
         { name: "bench image builds", value: ms(build.ms), meaning: `${variants.length} variants of sandbox/fixtures/kiloclaw (one Dockerfile, build args; layer cache shared)` },
         { name: "containers left behind", value: String(left.length), meaning: "containers of our runs (labels / names) still present afterwards (should be 0)" },
     ];
