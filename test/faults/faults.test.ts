@@ -33,6 +33,7 @@ import {
     warm,
     warmInputs,
     withStage,
+    PROVISION_409,
     warmChildStdin,
 } from "./rollout";
 
@@ -491,12 +492,7 @@ describe("faults: the worker", function () {
                     body: JSON.stringify({ userId: stage.userId, kilocodeApiKey: "test-key" }),
                 });
                 assert.equal(earlier.status, 201);
-                stage.worker.inject({
-                    method: "POST",
-                    path: "/api/platform/provision",
-                    status: 409,
-                    body: { error: "User already has an active instance" },
-                });
+                stage.worker.inject(PROVISION_409);
                 const result = await rollout(stage);
                 assert.deepEqual(
                     stage.worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status),
@@ -511,13 +507,7 @@ describe("faults: the worker", function () {
     it("provision answered 409 twice: names the Cloud UI, leaves nothing", () =>
         fault("provision 409 twice", (run) =>
             withStage({}, async (stage) => {
-                stage.worker.inject({
-                    method: "POST",
-                    path: "/api/platform/provision",
-                    status: 409,
-                    body: { error: "User already has an active instance" },
-                    times: 2,
-                });
+                stage.worker.inject({ ...PROVISION_409, times: 2 });
                 const err = stoppedAt(await rollout(stage), "instance");
                 assert.match(err.message, /answered 409 "User already has an active instance" even after destroying through the worker/);
                 assert.match(err.message, /Destroy the instance from the Cloud UI \(localhost:3000\/claw\), then run `pulumi up` again/);

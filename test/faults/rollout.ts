@@ -33,6 +33,9 @@ export async function withStage(opts: StageOptions, body: (stage: Stage) => Prom
     }
 }
 
+/** The Cloud app's answer when it still records an instance for the user (a fault rule for the worker emulator). */
+export const PROVISION_409 = { method: "POST", path: "/api/platform/provision", status: 409, body: { error: "User already has an active instance" } };
+
 /** What warm-child.ts reads on stdin: the WarmMachine inputs and the stack config it configures the provider with. */
 export function warmChildStdin(stage: Stage, inputs: WarmMachineInputs): string {
     return JSON.stringify({ inputs, config: { "kiloclaw:flyApiUrl": stage.fly.url, "kiloclaw:flyApiToken": FLY_TOKEN } });

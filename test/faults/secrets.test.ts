@@ -35,6 +35,7 @@ import {
     destroyRollout,
     instance,
     instanceInputs,
+    PROVISION_409,
     REGISTRY_APP,
     rollout,
     RolloutResult,
@@ -262,13 +263,7 @@ describe("secret hygiene", function () {
             );
             await workerVersion.create(versionInputs(stage));
 
-            stage.worker.inject({
-                method: "POST",
-                path: "/api/platform/provision",
-                status: 409,
-                body: { error: "User already has an active instance" },
-                times: 2,
-            });
+            stage.worker.inject({ ...PROVISION_409, times: 2 });
             assert.match(await errorOf("409 twice", instance.create(instanceInputs(stage, withKey))), /409/);
             stage.fly.inject({ method: "POST", path: new RegExp(`^/v1/apps/${REGISTRY_APP}/machines$`), status: 503, times: Infinity });
             assert.match(await errorOf("Fly 503 on every create", warm.create(warmInputs(stage))), /503/);
