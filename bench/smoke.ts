@@ -73,7 +73,19 @@ async function floor(image: string): Promise<number> {
     ourContainers.push(["--filter", `label=${FLOOR_LABEL}=${id}`]);
     const start = performance.now();
     try {
-        const args = ["run", "-d", "--label", `${FLOOR_LABEL}=${id}`, "-p", "127.0.0.1::18789", "-e", "KILOCODE_API_KEY=test-key", "-e", "OPENCLAW_GATEWAY_TOKEN=test-token", image];
+        const args = [
+            "run",
+            "-d",
+            "--label",
+            `${FLOOR_LABEL}=${id}`,
+            "-p",
+            "127.0.0.1::18789",
+            "-e",
+            "KILOCODE_API_KEY=test-key",
+            "-e",
+            "OPENCLAW_GATEWAY_TOKEN=test-token",
+            image,
+        ];
         const container = (await mustRun("docker run (floor)", "docker", args)).stdout.trim();
         const mapping = (await mustRun("docker port", "docker", ["port", container, "18789/tcp"])).stdout.split("\n")[0].trim();
         const url = `http://127.0.0.1:${mapping.slice(mapping.lastIndexOf(":") + 1)}/`;
@@ -110,7 +122,9 @@ async function runbookSmoke(image: string): Promise<RunbookRun> {
     const runId = `bench-${randomBytes(4).toString("hex")}`;
     ourContainers.push(["--filter", `name=kiloclaw-test-${runId}`], ["--filter", `name=kiloclaw-gateway-${runId}`]);
     const { result, ms: took } = await timed(() =>
-        untilDone(startProcess("bash", [path.join(__dirname, "runbook-smoke.sh")], { env: { IMAGE: image, HOST_PORT: String(port), RUN_ID: runId } })),
+        untilDone(
+            startProcess("bash", [path.join(__dirname, "runbook-smoke.sh")], { env: { IMAGE: image, HOST_PORT: String(port), RUN_ID: runId } }),
+        ),
     );
     const steps: RunbookRun["steps"] = {};
     for (const m of result.stderr.matchAll(/^runbook-smoke: step (\S+) (\d+) (\d+)$/gm)) steps[m[1]] = { ms: Number(m[2]), code: Number(m[3]) };
@@ -138,7 +152,8 @@ function progress(text: string): void {
 
 export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     ourContainers.length = 0;
-    if ((await run("docker", ["info"])).code !== 0) throw new Error("Docker is not running: run `bash bootstrap/start-docker.sh`, then `npm run bench -- --only 1`.");
+    if ((await run("docker", ["info"])).code !== 0)
+        throw new Error("Docker is not running: run `bash bootstrap/start-docker.sh`, then `npm run bench -- --only 1`.");
     const suffix = `${process.pid}-${randomBytes(3).toString("hex")}`;
     const image = (variant: FixtureVariant) => `kiloclaw-bench-${variant}:${suffix}`;
     const notes: string[] = [];
@@ -171,7 +186,8 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
             if (which === "floor") row.floor = await floor(image("good"));
             else if (which === "project") {
                 const r = await projectSmoke(image("good"));
-                if (r.result.code !== 0) throw new Error(`smoke-test.sh failed on the good fixture (exit ${r.result.code}):\n${r.result.stdout}\n${r.result.stderr}`);
+                if (r.result.code !== 0)
+                    throw new Error(`smoke-test.sh failed on the good fixture (exit ${r.result.code}):\n${r.result.stdout}\n${r.result.stderr}`);
                 row.project = r.ms;
             } else {
                 rb = await runbookSmoke(image("good"));
@@ -211,7 +227,13 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
         // The report's startup line: "✘ startup  2.3s  the container exited with code 1 1.4s after start" (the container starts at ~0 s).
         const exit = /✘ startup\s+([\d.]+)s\s+the container exited with code \d+ ([\d.]+)s after start/.exec(r.result.stdout);
         if (v === "exits" && exit) exitToFailure = (Number(exit[1]) - Number(exit[2])) * 1000;
-        failRows.push([v, failedChecks(r.result.stdout), ms(r.ms), String(r.result.code), v === "no-gateway" ? `GATEWAY_DEADLINE_SECONDS=${NO_GATEWAY_DEADLINE_S}` : ""]);
+        failRows.push([
+            v,
+            failedChecks(r.result.stdout),
+            ms(r.ms),
+            String(r.result.code),
+            v === "no-gateway" ? `GATEWAY_DEADLINE_SECONDS=${NO_GATEWAY_DEADLINE_S}` : "",
+        ]);
     }
 
     const left = await leftoverContainers();
@@ -220,25 +242,59 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     const runbookGateway = runbooks.filter((r) => r.steps["gateway-check"]?.code === 0).length;
 
     const figures: Figure[] = [
-        { name: "floor, median", value: ms(floorMedian), meaning: `\`docker run -d\` → first 2xx on GET / (fixture gateway boots in ${BOOT_SECONDS} s), ${opts.reps} run(s)` },
-        { name: "project validation, median", value: ms(projectMedian), meaning: "`bash scripts/smoke-test.sh`: all 8 checks of Step 2, process start to exit (containers removed)" },
+        {
+            name: "floor, median",
+            value: ms(floorMedian),
+            meaning: `\`docker run -d\` → first 2xx on GET / (fixture gateway boots in ${BOOT_SECONDS} s), ${opts.reps} run(s)`,
+        },
+        {
+            name: "project validation, median",
+            value: ms(projectMedian),
+            meaning: "`bash scripts/smoke-test.sh`: all 8 checks of Step 2, process start to exit (containers removed)",
+        },
         { name: "project − floor, median", value: ms(overFloor), meaning: `goal ≤ 1 s: ${overFloor <= 1000 ? "met" : "NOT met"}` },
         { name: "ratio project / floor", value: ratio(projectMedian / floorMedian), meaning: "how close the validation is to the image's own boot" },
-        { name: "runbook commands, median", value: ms(median(runbooks.map((r) => r.ms))), meaning: "bench/runbook-smoke.sh: the runbook's 3 blocks as pasted (two fixed `sleep 15`)" },
+        {
+            name: "runbook commands, median",
+            value: ms(median(runbooks.map((r) => r.ms))),
+            meaning: "bench/runbook-smoke.sh: the runbook's 3 blocks as pasted (two fixed `sleep 15`)",
+        },
         {
             name: "runbook outcome vs its gateway check",
             value: `${runbookPassed}/${runbooks.length} passed, ${runbookGateway}/${runbooks.length} got a 2xx`,
             meaning: `the runbook's curl runs 15 s after \`docker run\`; the gateway needs ${BOOT_SECONDS} s`,
         },
         ...failRows.map(([v, check, took, code]) => ({ name: `fail time, ${v}`, value: took, meaning: `fails the ${check} check → exit ${code}` })),
-        { name: "exits: from the exit to the failed check", value: ms(exitToFailure), meaning: "from the report (0.1 s resolution): `docker wait` returns, then the log tail and the start script's shell are read" },
-        { name: "bench image builds", value: ms(build.ms), meaning: `${variants.length} variants of sandbox/fixtures/kiloclaw (one Dockerfile, build args; layer cache shared)` },
-        { name: "containers left behind", value: String(left.length), meaning: "containers of our runs (labels / names) still present afterwards (should be 0)" },
+        {
+            name: "exits: from the exit to the failed check",
+            value: ms(exitToFailure),
+            meaning: "from the report (0.1 s resolution): `docker wait` returns, then the log tail and the start script's shell are read",
+        },
+        {
+            name: "bench image builds",
+            value: ms(build.ms),
+            meaning: `${variants.length} variants of sandbox/fixtures/kiloclaw (one Dockerfile, build args; layer cache shared)`,
+        },
+        {
+            name: "containers left behind",
+            value: String(left.length),
+            meaning: "containers of our runs (labels / names) still present afterwards (should be 0)",
+        },
     ];
     const tables: Table[] = [
         {
             title: `Boot-delay fixture (gateway boots in ${BOOT_SECONDS} s), each repetition`,
-            header: ["rep", "floor", "project", "project − floor", "project/floor", "runbook", "runbook outcome", "runbook's curl got a 2xx", "runbook left running"],
+            header: [
+                "rep",
+                "floor",
+                "project",
+                "project − floor",
+                "project/floor",
+                "runbook",
+                "runbook outcome",
+                "runbook's curl got a 2xx",
+                "runbook left running",
+            ],
             rows: repRows,
         },
         { title: "Failure variants: time to fail", header: ["variant", "failed check", "time to fail", "exit", "setting"], rows: failRows },

@@ -126,7 +126,8 @@ fault="${FIXTURE_FAULT:-}"
 boot="${GATEWAY_BOOT_SECONDS:-0}"
 case "$fault" in
   ''|exits|no-gateway|wrong-version|no-clawd|doctor-crashes|bad-config) ;;
-  *) echo "kiloclaw-fixture-variant: unknown FIXTURE_FAULT '$fault' (exits, no-gateway, wrong-version, no-clawd, doctor-crashes, bad-config)" >&2; exit 1 ;;
+  *) echo "kiloclaw-fixture-variant: unknown FIXTURE_FAULT '$fault'" \
+       "(exits, no-gateway, wrong-version, no-clawd, doctor-crashes, bad-config)" >&2; exit 1 ;;
 esac
 case "$boot" in ''|*[!0-9]*) echo "kiloclaw-fixture-variant: GATEWAY_BOOT_SECONDS must be whole seconds, got '$boot'" >&2; exit 1 ;; esac
 printf 'FIXTURE_FAULT=%s\nGATEWAY_BOOT_SECONDS=%s\n' "$fault" "$boot" >/etc/kiloclaw-fixture.conf

@@ -135,7 +135,8 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         }
     }
     const openclawVersion = raw.openclawVersion ?? openclawPin ?? "";
-    const expectedNodeVersion = raw.expectedNodeVersion?.replace(/^v/, "") ?? (dockerfileText !== undefined ? findNodePin(dockerfileText) : undefined);
+    const expectedNodeVersion =
+        raw.expectedNodeVersion?.replace(/^v/, "") ?? (dockerfileText !== undefined ? findNodePin(dockerfileText) : undefined);
     if (raw.expectedNodeVersion && !/^\d+\.\d+\.\d+$/.test(expectedNodeVersion ?? "")) {
         problems.push(`kiloclaw:expectedNodeVersion "${raw.expectedNodeVersion}" is not an exact x.y.z version (e.g. 22.13.1).`);
     }

@@ -97,10 +97,7 @@ async function mustSucceed(what: string, result: Promise<RunResult>): Promise<Ru
 /** Builds a fixture directory the way KiloclawImage does (linux/amd64), with optional build args. */
 export async function dockerBuild(contextDir: string, tag: string, buildArgs: Record<string, string> = {}): Promise<void> {
     const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
-    await mustSucceed(
-        `docker build ${contextDir}`,
-        run("docker", ["build", "--platform", "linux/amd64", ...args, "-t", tag, contextDir]),
-    );
+    await mustSucceed(`docker build ${contextDir}`, run("docker", ["build", "--platform", "linux/amd64", ...args, "-t", tag, contextDir]));
 }
 
 /** The fixture image's variants: one Dockerfile (sandbox/fixtures/kiloclaw), each fault a build arg. */

@@ -33,7 +33,10 @@ async function main(): Promise<number> {
 
     const interrupt = new AbortController();
     let exitCode = 0;
-    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    for (const [signal, code] of [
+        ["SIGINT", 130],
+        ["SIGTERM", 143],
+    ] as const) {
         process.on(signal, () => {
             exitCode = code;
             interrupt.abort();

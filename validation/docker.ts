@@ -51,10 +51,14 @@ export function docker(args: string[], opts: DockerCallOptions = {}): Promise<Do
 
 /** The first regular file in a tar stream (what `docker cp CONTAINER:FILE -` prints). */
 export function firstFileInTar(tar: Buffer): { name: string; content: Buffer } | undefined {
-    for (let offset = 0; offset + 512 <= tar.length; ) {
+    for (let offset = 0; offset + 512 <= tar.length;) {
         const header = tar.subarray(offset, offset + 512);
         if (header.every((b) => b === 0)) return undefined;
-        const field = (start: number, length: number) => header.subarray(start, start + length).toString("latin1").replace(/\0.*$/s, "");
+        const field = (start: number, length: number) =>
+            header
+                .subarray(start, start + length)
+                .toString("latin1")
+                .replace(/\0.*$/s, "");
         const size = parseInt(field(124, 12).trim() || "0", 8);
         const type = field(156, 1) || "0";
         const body = offset + 512;

@@ -44,18 +44,21 @@ export function nextSteps(check: CheckName, ctx: HintContext): string[] {
             ];
         case "openclaw doctor":
             return [
-                "Run it by hand (runbook Step 2, \"Check OpenClaw doctor\"; warnings are normal, a crash is not):",
+                'Run it by hand (runbook Step 2, "Check OpenClaw doctor"; warnings are normal, a crash is not):',
                 `  docker run --rm -e KILOCODE_API_KEY=test-key ${image} openclaw doctor`,
             ];
         case "startup":
             return [
-                "Next step (runbook Troubleshooting, \"Container won't start\"): debug the entrypoint:",
+                'Next step (runbook Troubleshooting, "Container won\'t start"): debug the entrypoint:',
                 ...(shell
                     ? [
                           `  docker run --rm ${PLACEHOLDERS} ${image} ${shell} -x /usr/local/bin/start-openclaw.sh`,
                           `  docker run -it --rm ${PLACEHOLDERS} ${image} ${shell}`,
                       ]
-                    : ["  (the image has no shell to debug in; read the container's log instead)", ...startByHand(image, "kiloclaw-test").map((c) => `  ${c}`)]),
+                    : [
+                          "  (the image has no shell to debug in; read the container's log instead)",
+                          ...startByHand(image, "kiloclaw-test").map((c) => `  ${c}`),
+                      ]),
             ];
         case "gateway": {
             const inside = [
@@ -68,9 +71,9 @@ export function nextSteps(check: CheckName, ctx: HintContext): string[] {
             ];
             const emulated = ctx.engine.emulated ? `, ×${ctx.engine.deadlineFactor} under emulation` : "";
             return [
-                "Next step (runbook Troubleshooting, \"Gateway not responding\"): start the image by hand and look inside:",
+                'Next step (runbook Troubleshooting, "Gateway not responding"): start the image by hand and look inside:',
                 ...[...startByHand(image, "kiloclaw-test"), ...inside, "docker rm -f kiloclaw-test"].map((c) => `  ${c}`),
-                "The real gateway logs \"listening on ws://0.0.0.0:18789\" 15-60 s after start; if it is merely slow, raise",
+                'The real gateway logs "listening on ws://0.0.0.0:18789" 15-60 s after start; if it is merely slow, raise',
                 `kiloclaw:smokeGatewaySeconds (now ${ctx.engine.gatewayDeadlineSeconds / ctx.engine.deadlineFactor}s${emulated}).`,
             ];
         }
@@ -79,7 +82,7 @@ export function nextSteps(check: CheckName, ctx: HintContext): string[] {
                 ? "docker exec kiloclaw-config cat /root/.openclaw/openclaw.json"
                 : "docker cp kiloclaw-config:/root/.openclaw/openclaw.json - | tar -xO";
             return [
-                "The entrypoint (start-openclaw.sh) writes this file before it starts the gateway. Look (runbook Step 2, \"Inspect runtime config\"):",
+                'The entrypoint (start-openclaw.sh) writes this file before it starts the gateway. Look (runbook Step 2, "Inspect runtime config"):',
                 `  docker run -d --name kiloclaw-config ${PLACEHOLDERS} ${image}`,
                 `  ${read}`,
                 "  docker rm -f kiloclaw-config",

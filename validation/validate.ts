@@ -236,7 +236,17 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     const gatewayContainer = `${prefix}-gateway`;
     const launchedAt = at();
     const launch = docker(
-        [...runArgs("gateway", ["-d", "--pull", "never", "-p", `127.0.0.1::${GATEWAY_PORT}`, ...env(["KILOCODE_API_KEY", "OPENCLAW_GATEWAY_TOKEN"]), image])],
+        [
+            ...runArgs("gateway", [
+                "-d",
+                "--pull",
+                "never",
+                "-p",
+                `127.0.0.1::${GATEWAY_PORT}`,
+                ...env(["KILOCODE_API_KEY", "OPENCLAW_GATEWAY_TOKEN"]),
+                image,
+            ]),
+        ],
         { signal },
     );
     const [inspected, info] = await Promise.all([docker(["image", "inspect", image]), docker(["info", "--format", "{{.Architecture}}"])]);
@@ -248,7 +258,13 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         throw new ValidationSetupError(`image '${image}' is not in the local Docker engine; build it first.`);
     }
     const facts = (JSON.parse(inspected.stdout) as ImageFacts[])[0];
-    const engine = engineFacts(info.stdout.trim(), facts.Os, facts.Architecture, opts.startupDeadlineSeconds ?? 60, opts.gatewayDeadlineSeconds ?? 90);
+    const engine = engineFacts(
+        info.stdout.trim(),
+        facts.Os,
+        facts.Architecture,
+        opts.startupDeadlineSeconds ?? 60,
+        opts.gatewayDeadlineSeconds ?? 90,
+    );
 
     const checks = new Map<CheckName, CheckResult>();
     let firstFailure: CheckName | undefined;
@@ -321,10 +337,15 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const r = await shortRun("openclaw version", "version", ["openclaw", "--version"]);
         if (!r) return;
         const printed = r.stdout.trim();
-        if (r.code !== 0) return failWithSteps("openclaw version", `openclaw --version failed in the image (${exitedWith(r, "openclaw")})`, tail(r.combined));
+        if (r.code !== 0)
+            return failWithSteps("openclaw version", `openclaw --version failed in the image (${exitedWith(r, "openclaw")})`, tail(r.combined));
         if (printed !== opts.expectedOpenclawVersion) {
             const shown = printed.length > 200 ? `${printed.slice(0, 200)}...` : printed;
-            return failWithSteps("openclaw version", `openclaw --version printed '${shown}' but the expected version is '${opts.expectedOpenclawVersion}'`, []);
+            return failWithSteps(
+                "openclaw version",
+                `openclaw --version printed '${shown}' but the expected version is '${opts.expectedOpenclawVersion}'`,
+                [],
+            );
         }
         finish("openclaw version", "passed", printed);
     };
@@ -358,7 +379,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         if (!r) return;
         if (r.code !== 0) return failWithSteps("openclaw doctor", `openclaw doctor crashed (${exitedWith(r, "openclaw")})`, tail(r.combined));
         const warnings = doctorWarnings(r.combined);
-        const summary = warnings.length === 0 ? "ran, no warnings" : `ran, ${warnings.length} warning(s) (expected before the entrypoint writes the config)`;
+        const summary =
+            warnings.length === 0 ? "ran, no warnings" : `ran, ${warnings.length} warning(s) (expected before the entrypoint writes the config)`;
         finish("openclaw doctor", "passed", summary, warnings.slice(0, 10));
     };
 
@@ -383,9 +405,16 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
             if (!r.aborted) exited = { code: r.stdout.trim() || "?", atMs: at() };
         });
         const containerExited = () => {
-            const env = Object.entries(PLACEHOLDER_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
+            const env = Object.entries(PLACEHOLDER_ENV)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(" ");
             const when = seconds(exited!.atMs - launchedAt);
-            return failWithSteps("startup", `the container exited with code ${exited!.code} ${when} after start (env: ${env})`, logTail(name), startShell(name));
+            return failWithSteps(
+                "startup",
+                `the container exited with code ${exited!.code} ${when} after start (env: ${env})`,
+                logTail(name),
+                startShell(name),
+            );
         };
         /** The container has been running since launch (a later failure is the gateway's or the config's, not the start's). */
         const startupHeld = () => {
@@ -525,7 +554,10 @@ export function formatBytes(bytes: number): string {
     const units = ["B", "kB", "MB", "GB"];
     let value = Math.abs(bytes);
     let unit = 0;
-    while (value >= 1000 && unit < units.length - 1) (value /= 1000), unit++;
+    while (value >= 1000 && unit < units.length - 1) {
+        value /= 1000;
+        unit++;
+    }
     return `${bytes < 0 ? "-" : ""}${unit === 0 ? value : value.toFixed(value < 10 ? 2 : 1)}${units[unit]}`;
 }
 

@@ -22,8 +22,12 @@ const SERVICES = [{ protocol: "tcp", internal_port: 18789 }];
 
 /** The fixture image, or one of its variants (FIXTURE_FAULT build arg, see sandbox/fixtures/kiloclaw/start-openclaw.sh). */
 async function build(tag: string, fault = ""): Promise<void> {
-    const r = await docker(["build", "-q", "--build-arg", `FIXTURE_FAULT=${fault}`, "-t", tag, path.join(FIXTURES, "kiloclaw")], { timeoutMs: 300_000 });
-    if (r.code !== 0) throw new Error(`docker build (${fault || "good"}) failed (is kiloclaw-fixture-base:2 imported? bootstrap/start-docker.sh): ${r.stderr.trim()}`);
+    const args = ["build", "-q", "--build-arg", `FIXTURE_FAULT=${fault}`, "-t", tag, path.join(FIXTURES, "kiloclaw")];
+    const r = await docker(args, { timeoutMs: 300_000 });
+    if (r.code !== 0) {
+        const hint = "is kiloclaw-fixture-base:2 imported? bootstrap/start-docker.sh";
+        throw new Error(`docker build (${fault || "good"}) failed (${hint}): ${r.stderr.trim()}`);
+    }
 }
 
 async function containersFor(id: string): Promise<string[]> {

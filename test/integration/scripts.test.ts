@@ -13,7 +13,6 @@ import * as path from "node:path";
 
 import { LocalRegistry, assertDockerRunning, buildFixture, freePort, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
 
-const PIN = "2026.2.9";
 const DIGEST_LINE = /^sha256:[0-9a-f]{64}$/;
 
 /** Last non-empty line of a text. */
@@ -146,7 +145,10 @@ describe("docker scripts against a real engine", function () {
             assert.equal(r.code, 0, r.stdout + r.stderr);
             const digest = lastLine(r.stdout);
             assert.match(digest, DIGEST_LINE);
-            assert.match(r.stdout, new RegExp(`the registry serves ${registry.server.replace(/\./g, "\\.")}/kiloclaw-machines:${tag} for linux/amd64`));
+            assert.match(
+                r.stdout,
+                new RegExp(`the registry serves ${registry.server.replace(/\./g, "\\.")}/kiloclaw-machines:${tag} for linux/amd64`),
+            );
             assert.ok(!(r.stdout + r.stderr).includes(registry.token), "the token was printed");
 
             const manifest = await registry.request(`/v2/kiloclaw-machines/manifests/${tag}`, {
@@ -163,7 +165,10 @@ describe("docker scripts against a real engine", function () {
             const target = `${registry.server}/kiloclaw-machines:arm64-${runId}`;
             const r = await push(registry.server, target, registry.token, images.arm64);
             assert.equal(r.code, 1, r.stdout + r.stderr);
-            assert.match(r.stderr, new RegExp(`the registry serves ${target.replace(/\./g, "\\.")} for linux/arm64, but Fly machines run linux/amd64`));
+            assert.match(
+                r.stderr,
+                new RegExp(`the registry serves ${target.replace(/\./g, "\\.")} for linux/arm64, but Fly machines run linux/amd64`),
+            );
             assert.match(r.stderr, /docker build --platform linux\/amd64/);
             assert.doesNotMatch(lastLine(r.stdout), DIGEST_LINE, "no digest: the rollout must not go on with this tag");
             // afterEach: the temporary DOCKER_CONFIG is gone here too.
@@ -225,7 +230,11 @@ async function startNameUnknownRegistry(): Promise<{ port: number; close(): Prom
         };
         const url = new URL(req.url ?? "/", "http://registry");
         if (!req.headers.authorization) {
-            return send(401, { "www-authenticate": 'Basic realm="fake"' }, '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+            return send(
+                401,
+                { "www-authenticate": 'Basic realm="fake"' },
+                '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+            );
         }
         if (url.pathname === "/v2/") {
             return send(200, {}, "{}");

@@ -8,7 +8,17 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { assertDockerRunning, buildFixture, containersWithLabel, FixtureVariant, removeImages, run, runScript, SMOKE_LABEL, startScript } from "../../sandbox/docker";
+import {
+    assertDockerRunning,
+    buildFixture,
+    containersWithLabel,
+    FixtureVariant,
+    removeImages,
+    run,
+    runScript,
+    SMOKE_LABEL,
+    startScript,
+} from "../../sandbox/docker";
 import { parseValidationOutput } from "../../validation/report";
 import { CHECK_NAMES, CheckResult, validateImage } from "../../validation/validate";
 
@@ -71,7 +81,7 @@ describe("image validation against a real engine", function () {
         const r = await smoke(images.good, { KILOCODE_API_KEY: "sk-real-looking-secret-123", PREVIOUS_IMAGE: images["no-clawd"] });
         assert.equal(r.code, 0, r.stdout + r.stderr);
         const { report, summary } = parseValidationOutput(r.stdout);
-        for (const check of CHECK_NAMES) assert.match(line(report, check), /^  ✔ /, `${check} passed`);
+        for (const check of CHECK_NAMES) assert.match(line(report, check), /^ {2}✔ /, `${check} passed`);
         assert.match(line(report, "openclaw version"), new RegExp(`${escape(PIN)}$`));
         assert.match(line(report, "node version"), new RegExp(`v${escape(NODE)}$`));
         assert.match(line(report, "directories"), /\/root\/\.openclaw, \/root\/clawd/);
@@ -103,7 +113,12 @@ describe("image validation against a real engine", function () {
     });
 
     const failures: Array<{ variant: FixtureVariant; check: string; message: RegExp; hint: RegExp; env?: Record<string, string> }> = [
-        { variant: "wrong-version", check: "openclaw version", message: /openclaw --version printed '2026\.2\.8' but the expected version is '2026\.2\.9'/, hint: /align the Dockerfile pin/ },
+        {
+            variant: "wrong-version",
+            check: "openclaw version",
+            message: /openclaw --version printed '2026\.2\.8' but the expected version is '2026\.2\.9'/,
+            hint: /align the Dockerfile pin/,
+        },
         { variant: "no-clawd", check: "directories", message: /missing in the image: \/root\/clawd$/m, hint: /RUN mkdir -p \/root\/\.openclaw/ },
         { variant: "doctor-crashes", check: "openclaw doctor", message: /openclaw doctor crashed \(exit code 1\)/, hint: /openclaw doctor$/m },
         {
@@ -114,18 +129,29 @@ describe("image validation against a real engine", function () {
             env: { STARTUP_DEADLINE_SECONDS: "600", GATEWAY_DEADLINE_SECONDS: "600" },
             hint: /"Container won't start"/,
         },
-        { variant: "no-gateway", check: "gateway", message: /no HTTP 2xx from http:\/\/127\.0\.0\.1:\d+\/ \(container port 18789\) within 4s/, hint: /"Gateway not responding"/, env: { GATEWAY_DEADLINE_SECONDS: "4" } },
-        { variant: "bad-config", check: "runtime config", message: /\/root\/\.openclaw\/openclaw\.json is not valid JSON/, hint: /Inspect runtime config/ },
+        {
+            variant: "no-gateway",
+            check: "gateway",
+            message: /no HTTP 2xx from http:\/\/127\.0\.0\.1:\d+\/ \(container port 18789\) within 4s/,
+            hint: /"Gateway not responding"/,
+            env: { GATEWAY_DEADLINE_SECONDS: "4" },
+        },
+        {
+            variant: "bad-config",
+            check: "runtime config",
+            message: /\/root\/\.openclaw\/openclaw\.json is not valid JSON/,
+            hint: /Inspect runtime config/,
+        },
     ];
     for (const f of failures) {
         it(`fails the ${f.check} check on the ${f.variant} variant, with its own message and next step`, async function () {
             const r = await smoke(images[f.variant], f.env);
             assert.equal(r.code, 1, r.stdout + r.stderr);
-            assert.match(line(r.stdout, f.check), /^  ✘ /);
+            assert.match(line(r.stdout, f.check), /^ {2}✘ /);
             assert.match(r.stderr, new RegExp(`^✘ ${escape(f.check)}: `, "m"));
             assert.match(r.stderr, f.message);
             assert.match(r.stderr, f.hint);
-            const failed = r.stdout.split("\n").filter((l) => /^  ✘ /.test(l));
+            const failed = r.stdout.split("\n").filter((l) => /^ {2}✘ /.test(l));
             assert.equal(failed.length, 1, `only ${f.check} fails:\n${r.stdout}`);
             assert.match(r.stdout, new RegExp(`FAILED: ${escape(f.check)} `));
         });
@@ -144,7 +170,7 @@ describe("image validation against a real engine", function () {
         assert.match(noGateway.stderr, /waiting for plugins to load/, "the log tail");
         assert.match(noGateway.stderr, /docker exec kiloclaw-test wget -qO- http:\/\/localhost:18789\//);
         assert.doesNotMatch(noGateway.stderr, /curl/);
-        assert.match(line(noGateway.stdout, "startup"), /^  ✔ .*running the whole time/, "the container itself stayed up");
+        assert.match(line(noGateway.stdout, "startup"), /^ {2}✔ .*running the whole time/, "the container itself stayed up");
     });
 
     it("fails the node version check when the image's Node differs from the Dockerfile's pin", async function () {
@@ -165,9 +191,16 @@ describe("image validation against a real engine", function () {
             { mode: 0o755 },
         );
         try {
-            const r = await smoke(images["no-gateway"], { PATH: `${bin}:${process.env.PATH}`, STARTUP_DEADLINE_SECONDS: "20", GATEWAY_DEADLINE_SECONDS: "1" });
+            const r = await smoke(images["no-gateway"], {
+                PATH: `${bin}:${process.env.PATH}`,
+                STARTUP_DEADLINE_SECONDS: "20",
+                GATEWAY_DEADLINE_SECONDS: "1",
+            });
             assert.equal(r.code, 1, r.stdout + r.stderr);
-            assert.match(r.stdout, /the Docker engine is aarch64 and the image linux\/amd64: it runs emulated, so the deadlines are ×3 \(checks 60s, gateway 3s\)/);
+            assert.match(
+                r.stdout,
+                /the Docker engine is aarch64 and the image linux\/amd64: it runs emulated, so the deadlines are ×3 \(checks 60s, gateway 3s\)/,
+            );
             assert.match(r.stderr, /within 3s/);
             assert.match(r.stderr, /kiloclaw:smokeGatewaySeconds \(now 1s, ×3 under emulation\)/);
         } finally {
@@ -187,7 +220,10 @@ describe("image validation against a real engine", function () {
         assert.match(unknown.stderr, /is not in the local Docker engine; build it first/);
     });
 
-    for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+    for (const [signal, code] of [
+        ["SIGTERM", 143],
+        ["SIGINT", 130],
+    ] as const) {
         it(`removes its containers when stopped with ${signal} while waiting for the gateway`, async function () {
             const proc = startScript("smoke-test.sh", [], {
                 env: { IMAGE: images["no-gateway"], EXPECTED_OPENCLAW_VERSION: PIN, GATEWAY_DEADLINE_SECONDS: "600", TMPDIR: scratch },
@@ -211,7 +247,11 @@ describe("image validation against a real engine", function () {
         );
         killed.child.kill("SIGKILL"); // no handler runs: the container stays behind
         await killed.done;
-        await eventually("the short checks' --rm containers to go", 60, async () => (await containersWithLabel(SMOKE_LABEL, [images["no-gateway"]])).length === 1);
+        await eventually(
+            "the short checks' --rm containers to go",
+            60,
+            async () => (await containersWithLabel(SMOKE_LABEL, [images["no-gateway"]])).length === 1,
+        );
 
         const next = await smoke(images.good);
         assert.equal(next.code, 0, next.stdout + next.stderr);
@@ -229,14 +269,24 @@ describe("image validation against a real engine", function () {
             onCheck: (c) => {
                 seen.push(c);
                 // Once the short checks are in, only the gateway is left to wait for: stop there.
-                if (["openclaw version", "node version", "directories", "openclaw doctor"].every((n) => seen.some((s) => s.name === n))) abort.abort();
+                if (["openclaw version", "node version", "directories", "openclaw doctor"].every((n) => seen.some((s) => s.name === n)))
+                    abort.abort();
             },
         });
         const report = await validation;
         assert.equal(report.passed, false);
         assert.deepEqual(
-            report.checks.filter((c) => c.status === "passed").map((c) => c.name).sort(),
-            ["directories", "node version", "openclaw doctor", "openclaw version", ...(seen.some((c) => c.name === "image size") ? ["image size"] : [])].sort(),
+            report.checks
+                .filter((c) => c.status === "passed")
+                .map((c) => c.name)
+                .sort(),
+            [
+                "directories",
+                "node version",
+                "openclaw doctor",
+                "openclaw version",
+                ...(seen.some((c) => c.name === "image size") ? ["image size"] : []),
+            ].sort(),
         );
         assert.match(report.checks.find((c) => c.name === "gateway")!.summary, /interrupted/);
         assert.deepEqual(await containersWithLabel(SMOKE_LABEL, [images["no-gateway"]]), [], "removed before validateImage settled");

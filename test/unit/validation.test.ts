@@ -6,7 +6,18 @@ import { findNodePin } from "../../lib/nodePin";
 import { firstFileInTar } from "../../validation/docker";
 import { nextSteps } from "../../validation/hints";
 import { formatReport, parseValidationOutput, summaryLine } from "../../validation/report";
-import { CHECK_NAMES, doctorWarnings, engineFacts, formatBytes, formatChange, readRuntimeConfig, redact, sameNodeVersion, shebangShell, ValidationReport } from "../../validation/validate";
+import {
+    CHECK_NAMES,
+    doctorWarnings,
+    engineFacts,
+    formatBytes,
+    formatChange,
+    readRuntimeConfig,
+    redact,
+    sameNodeVersion,
+    shebangShell,
+    ValidationReport,
+} from "../../validation/validate";
 
 describe("image validation (pure parts)", () => {
     describe("findNodePin", () => {
@@ -34,7 +45,10 @@ describe("image validation (pure parts)", () => {
             assert.equal(resolveSettings(raw, files(pinned.replace("ENV NODE_VERSION=22.13.1\n", ""))).expectedNodeVersion, undefined);
         });
         it("rejects an override that is not x.y.z", () => {
-            assert.throws(() => resolveSettings({ ...raw, expectedNodeVersion: "22" }, files(pinned)), /kiloclaw:expectedNodeVersion "22" is not an exact x\.y\.z/);
+            assert.throws(
+                () => resolveSettings({ ...raw, expectedNodeVersion: "22" }, files(pinned)),
+                /kiloclaw:expectedNodeVersion "22" is not an exact x\.y\.z/,
+            );
         });
     });
 
@@ -132,7 +146,7 @@ describe("image validation (pure parts)", () => {
             assert.match(lines[0], /^image validation: kiloclaw:dev-1 \(expecting openclaw 2026\.2\.9, node 22\.13\.1\)$/);
             assert.match(lines[1], /runs emulated, so the deadlines are ×3 \(checks 180s, gateway 270s\)/);
             assert.match(lines[2], /removed leftover container abc \(pid 12\) of an earlier run/);
-            assert.equal(lines.filter((l) => /^  [✔✘–] /.test(l)).length, CHECK_NAMES.length);
+            assert.equal(lines.filter((l) => /^ {2}[✔✘–] /.test(l)).length, CHECK_NAMES.length);
             assert.ok(lines.includes("  ✘ gateway             2.5s  no HTTP 2xx"), lines.join("\n"));
             assert.ok(lines.includes("  – runtime config            ok"));
             assert.ok(lines.includes("      ! ⚠ Gateway: not running"));
@@ -143,13 +157,24 @@ describe("image validation (pure parts)", () => {
             const stdout = [...formatReport(report), summaryLine(report), ""].join("\n");
             const parsed = parseValidationOutput(stdout);
             assert.equal(parsed.report, formatReport(report).join("\n"));
-            assert.deepEqual(parsed.summary, { passed: false, totalMs: 21_400, imageSizeBytes: 1_500_000_000, previousImage: "kiloclaw:dev-0", imageSizeChangeBytes: 100_000_000 });
+            assert.deepEqual(parsed.summary, {
+                passed: false,
+                totalMs: 21_400,
+                imageSizeBytes: 1_500_000_000,
+                previousImage: "kiloclaw:dev-0",
+                imageSizeChangeBytes: 100_000_000,
+            });
             assert.deepEqual(parseValidationOutput("no summary\n"), { report: "no summary" });
         });
     });
 
     describe("next steps", () => {
-        const ctx = (tools: string[]) => ({ image: "kiloclaw:t", tools: new Set(tools), engine: engineFacts("x86_64", "linux", "amd64", 60, 90), expectedOpenclawVersion: "2026.2.9" });
+        const ctx = (tools: string[]) => ({
+            image: "kiloclaw:t",
+            tools: new Set(tools),
+            engine: engineFacts("x86_64", "linux", "amd64", 60, 90),
+            expectedOpenclawVersion: "2026.2.9",
+        });
         it("use only commands the image has (the real image: bash and curl, no ps)", () => {
             const real = nextSteps("gateway", ctx(["bash", "sh", "curl", "cat"])).join("\n");
             assert.match(real, /docker exec kiloclaw-test curl http:\/\/localhost:18789\//);
@@ -161,7 +186,10 @@ describe("image validation (pure parts)", () => {
             const noShell = nextSteps("startup", ctx([])).join("\n");
             assert.doesNotMatch(noShell, /-x \/usr\/local\/bin/);
             assert.match(noShell, /docker logs -f kiloclaw-test/);
-            assert.match(nextSteps("runtime config", ctx([])).join("\n"), /docker cp kiloclaw-config:\/root\/\.openclaw\/openclaw\.json - \| tar -xO/);
+            assert.match(
+                nextSteps("runtime config", ctx([])).join("\n"),
+                /docker cp kiloclaw-config:\/root\/\.openclaw\/openclaw\.json - \| tar -xO/,
+            );
         });
     });
 });
