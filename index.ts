@@ -1,20 +1,9 @@
-// The stack: read the `kiloclaw` config once and declare the rollout.
+// The stack: read the `kiloclaw` config once and declare the rollout. Its stack outputs are what a developer
+// checks by hand (RolloutOutputs); outputs a mode does not have (the validation report of a prebuilt image)
+// are left out rather than exported as undefined, which Pulumi would warn about on every run.
 import { loadRolloutConfig } from "./lib/config";
 import { rollout } from "./rollout";
 
 const outputs = rollout(loadRolloutConfig());
 
-export const imageRef = outputs.imageRef;
-export const tag = outputs.tag;
-export const openclawVersion = outputs.openclawVersion;
-export const userId = outputs.userId;
-export const flyAppName = outputs.flyAppName;
-export const flyMachineId = outputs.flyMachineId;
-export const status = outputs.status;
-export const trackedImageTag = outputs.trackedImageTag;
-export const runningImage = outputs.runningImage;
-export const gatewayState = outputs.gatewayState;
-export const gatewayToken = outputs.gatewayToken;
-export const validationReport = outputs.validationReport;
-export const imageSizeBytes = outputs.imageSizeBytes;
-export const imageSizeChangeBytes = outputs.imageSizeChangeBytes;
+export = Object.fromEntries(Object.entries(outputs).filter(([, value]) => value !== undefined));
