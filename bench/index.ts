@@ -50,7 +50,9 @@ function parseArgs(argv: string[]): Args {
         const value = () => inline ?? argv[++i] ?? usage(`${flag} needs a value`);
         if (flag === "--only") {
             onlyGiven = true;
-            args.only = value().split(",").map((s) => Number(s.trim()));
+            args.only = value()
+                .split(",")
+                .map((s) => Number(s.trim()));
             if (args.only.some((n) => !BENCHMARKS.some((b) => b.id === n))) usage(`--only takes ${BENCHMARKS.map((b) => b.id).join(", ")}`);
         } else if (flag === "--reps") {
             args.reps = Number(value());
@@ -83,12 +85,24 @@ function machineFacts(): Array<[string, string]> {
         ["docker", commandOutput("docker", ["version", "--format", "client {{.Client.Version}}, engine {{.Server.Version}}"])],
         ["OS", `${os.type()} ${os.release()} (${os.arch()})`],
         // Other work on the machine (a test suite on the same Docker engine) shows up as noise.
-        ["load average at start", os.loadavg().map((l) => l.toFixed(2)).join(", ")],
+        [
+            "load average at start",
+            os
+                .loadavg()
+                .map((l) => l.toFixed(2))
+                .join(", "),
+        ],
         ["commit", `${commandOutput("git", ["-C", REPO_ROOT, "rev-parse", "--short", "HEAD"])}${dirty ? " + uncommitted changes" : ""}`],
     ];
 }
 
-function writeMarkdown(results: BenchResult[], failures: Array<{ id: number; title: string; error: string }>, facts: Array<[string, string]>, started: Date, argv: string[]): string {
+function writeMarkdown(
+    results: BenchResult[],
+    failures: Array<{ id: number; title: string; error: string }>,
+    facts: Array<[string, string]>,
+    started: Date,
+    argv: string[],
+): string {
     const command = `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`;
     const parts = [
         "# Benchmarks",

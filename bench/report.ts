@@ -53,7 +53,11 @@ export async function timed<T>(fn: () => Promise<T> | T): Promise<{ result: T; m
 /** A table with padded columns, for the terminal. */
 export function textTable(header: string[], rows: string[][]): string {
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-    const line = (cells: string[]) => cells.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd();
+    const line = (cells: string[]) =>
+        cells
+            .map((c, i) => (c ?? "").padEnd(widths[i]))
+            .join("  ")
+            .trimEnd();
     return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
@@ -69,7 +73,12 @@ export function markdownTable(header: string[], rows: string[][]): string {
 export function printResult(r: BenchResult): void {
     const took = r.elapsedMs === undefined ? "" : ` (took ${ms(r.elapsedMs)})`;
     console.log(`\n=== ${r.id}. ${r.title}${took}\n`);
-    console.log(textTable(["figure", "value", "meaning"], r.figures.map((f) => [f.name, f.value, f.meaning])));
+    console.log(
+        textTable(
+            ["figure", "value", "meaning"],
+            r.figures.map((f) => [f.name, f.value, f.meaning]),
+        ),
+    );
     for (const t of r.tables) {
         console.log(`\n${t.title}\n`);
         console.log(textTable(t.header, t.rows));
@@ -82,7 +91,13 @@ export function printResult(r: BenchResult): void {
 
 export function resultMarkdown(r: BenchResult): string {
     const took = r.elapsedMs === undefined ? "" : ` (took ${ms(r.elapsedMs)})`;
-    const parts = [`## ${r.id}. ${r.title}${took}`, markdownTable(["Figure", "Value", "Meaning"], r.figures.map((f) => [f.name, f.value, f.meaning]))];
+    const parts = [
+        `## ${r.id}. ${r.title}${took}`,
+        markdownTable(
+            ["Figure", "Value", "Meaning"],
+            r.figures.map((f) => [f.name, f.value, f.meaning]),
+        ),
+    ];
     for (const t of r.tables) parts.push(`**${t.title}**\n\n${markdownTable(t.header, t.rows)}`);
     if (r.notes.length > 0) parts.push(r.notes.map((n) => `- ${n}`).join("\n"));
     return parts.join("\n\n");

@@ -8,7 +8,6 @@ import type { LocalImagesInputs, LocalImagesOutputs } from "../lib/contract";
 
 /** Runs `docker <args>` and returns its exit code and stderr. */
 function docker(args: string[]): { code: number; stderr: string } {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
     const r = spawnSync("docker", args, { encoding: "utf8", stdio: ["ignore", "ignore", "pipe"] });
     return { code: r.error ? -1 : (r.status ?? -1), stderr: (r.stderr ?? "").trim() };

@@ -21,7 +21,7 @@ export function decodeInstanceId(instanceId: string): string {
     const bytes = Buffer.from(normalized, "base64");
     const userId = bytes.toString("utf8");
     const roundTrip = Buffer.from(userId, "utf8").toString("base64").replace(/=+$/, "");
-    if (!userId || roundTrip !== normalized.replace(/=+$/, "") || /[\u0000-\u001f\ufffd]/.test(userId)) {
+    if (!userId || roundTrip !== normalized.replace(/=+$/, "") || /\p{Cc}|\ufffd/u.test(userId)) {
         throw new Error(`instanceId "${trimmed}" does not decode to a userId: copy the Instance ID from localhost:3000/claw → Instance tab.`);
     }
     return userId;

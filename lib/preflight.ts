@@ -48,7 +48,13 @@ async function get(url: string, headers: Record<string, string>, timeoutMs: numb
 async function checkWorker(t: PreflightTarget, timeoutMs: number): Promise<PreflightCheck> {
     const url = `${t.workerUrl}/api/platform/status?userId=${encodeURIComponent(t.userId)}`;
     const res = await get(url, { "x-internal-api-key": t.internalApiKey }, timeoutMs);
-    if ("error" in res) return { service: "worker", ok: false, detail: `no answer from ${t.workerUrl} (${res.error})`, fix: workerDownMessage(t.workerUrl, res.error) };
+    if ("error" in res)
+        return {
+            service: "worker",
+            ok: false,
+            detail: `no answer from ${t.workerUrl} (${res.error})`,
+            fix: workerDownMessage(t.workerUrl, res.error),
+        };
     if (res.status === 401 || res.status === 403) {
         return {
             service: "worker",
@@ -106,7 +112,8 @@ async function checkFly(fly: NonNullable<PreflightTarget["fly"]>, timeoutMs: num
             fix: `check kiloclaw:registryApp (and FLY_REGISTRY_APP in .dev.vars), or \`fly apps create ${fly.app}\``,
         };
     }
-    if (res.status >= 400) return { service: "fly", ok: false, detail: `the Fly API answered ${res.status}: ${res.text}`, fix: "wait a minute and try again" };
+    if (res.status >= 400)
+        return { service: "fly", ok: false, detail: `the Fly API answered ${res.status}: ${res.text}`, fix: "wait a minute and try again" };
     return { service: "fly", ok: true, detail: `the Fly API accepts the token for app ${fly.app}` };
 }
 
@@ -147,7 +154,7 @@ export function servicesVerified(config: RolloutConfig): pulumi.Output<pulumi.Re
             fly: config.warm ? { apiUrl: config.flyApiUrl, app: config.registryApp, token: await plain(config.secrets.flyApiToken) } : undefined,
         });
         const report = preflightReport(checks);
-        if (report && pulumi.runtime.isDryRun()) pulumi.log.warn(`${report}\n\`pulumi up\` stops here until these are fixed.`);
+        if (report && pulumi.runtime.isDryRun()) void pulumi.log.warn(`${report}\n\`pulumi up\` stops here until these are fixed.`);
         else if (report) throw new pulumi.RunError(report);
         return [];
     };

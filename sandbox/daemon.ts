@@ -43,8 +43,8 @@ async function main(): Promise<void> {
         fs.rmSync(cfg.stateFile, { force: true });
         process.exit(0);
     };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
+    process.on("SIGTERM", () => void stop());
+    process.on("SIGINT", () => void stop());
 }
 
 main().catch((err) => {

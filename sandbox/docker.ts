@@ -119,10 +119,7 @@ export async function removeImages(refs: string[]): Promise<void> {
 
 /** Names of containers (running or not) carrying a label, optionally only from some images. */
 export async function containersWithLabel(label: string, images?: string[]): Promise<string[]> {
-    const r = await mustSucceed(
-        "docker ps",
-        run("docker", ["ps", "-a", "--filter", `label=${label}`, "--format", "{{.Names}}\t{{.Image}}"]),
-    );
+    const r = await mustSucceed("docker ps", run("docker", ["ps", "-a", "--filter", `label=${label}`, "--format", "{{.Names}}\t{{.Image}}"]));
     return r.stdout
         .split("\n")
         .filter((line) => line.trim() !== "")

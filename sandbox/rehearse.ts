@@ -142,7 +142,9 @@ async function upOrPreview(preview: boolean): Promise<void> {
     const stack = await openRehearsalStack(opts);
     const mode = await configure(stack, sandbox);
     if (mode === "prebuilt") {
-        const ref = preview ? `${sandbox.registryServer}/${sandbox.registryApp}:${imageTagForContext(sandbox.kiloclawDir)}` : await buildAndPushFixture(sandbox);
+        const ref = preview
+            ? `${sandbox.registryServer}/${sandbox.registryApp}:${imageTagForContext(sandbox.kiloclawDir)}`
+            : await buildAndPushFixture(sandbox);
         await stack.setConfig("kiloclaw:imageRef", { value: ref });
     }
     if (preview) {

@@ -96,7 +96,11 @@ export async function findPulumi(): Promise<PulumiCommand> {
         child.on("close", (code) =>
             code === 0
                 ? resolve(stdout.trim().split("\n").pop() ?? "")
-                : reject(new Error("Could not build the Pulumi CLI (bootstrap/install-pulumi.sh, output above). Install one: https://www.pulumi.com/docs/install/")),
+                : reject(
+                      new Error(
+                          "Could not build the Pulumi CLI (bootstrap/install-pulumi.sh, output above). Install one: https://www.pulumi.com/docs/install/",
+                      ),
+                  ),
         );
     });
     return PulumiCommand.get({ root: path.dirname(binDir) });

@@ -229,3 +229,11 @@ export function fakeCheckout(opts: { dockerfile?: string; devVars?: string; envL
     if (opts.envLocal !== undefined) fs.writeFileSync(path.join(root, ".env.development.local"), opts.envLocal);
     return { kiloclawDir, root };
 }
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const requireFromString: (code: string, filename: string) => { handler(): unknown } = require("require-from-string");
+
+/** Loads a provider from the text Pulumi stores in the state (`__provider`), the way the dynamic-provider host does. */
+export function loadSerializedProvider(text: string, name: string): any {
+    return requireFromString(text, `${name}.js`).handler();
+}

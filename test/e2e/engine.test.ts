@@ -11,7 +11,17 @@ import { CommandError, ConfigMap, EngineEvent, OpType, Stack } from "@pulumi/pul
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
-import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, freePort, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
+import {
+    assertDockerRunning,
+    containersWithLabel,
+    dockerBuild,
+    FIXTURES_DIR,
+    freePort,
+    LocalRegistry,
+    removeImages,
+    runScript,
+    startRegistry,
+} from "../../sandbox/docker";
 import { SandboxServices, startSandboxServices } from "../../sandbox/services";
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 
@@ -96,7 +106,11 @@ describe("the Pulumi engine against the sandbox", function () {
                 "",
             ].join("\n"),
         );
-        services = await startSandboxServices({ registryServer: registry.server, token: registry.token, devVarsPath: path.join(checkout, ".dev.vars") });
+        services = await startSandboxServices({
+            registryServer: registry.server,
+            token: registry.token,
+            devVarsPath: path.join(checkout, ".dev.vars"),
+        });
 
         // A project in the temp dir whose program is this repository: stack files stay out of the repo.
         stack = await openRehearsalStack({ dir: path.join(work, "engine"), stackName: STACK, pulumi, pulumiHome: path.join(work, "home") });
@@ -134,7 +148,10 @@ describe("the Pulumi engine against the sandbox", function () {
         assert.match(err.message, /Preflight \("Verify services"\): 1 of 2 checks failed; nothing was built or changed/);
         assert.match(err.message, /FAIL {2}worker: no answer from http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
         assert.match(err.message, /pnpm start/);
-        assert.deepEqual((await stateResources()).filter((r) => r.type !== "pulumi:pulumi:Stack"), []);
+        assert.deepEqual(
+            (await stateResources()).filter((r) => r.type !== "pulumi:pulumi:Stack"),
+            [],
+        );
         // Fly was asked once (the token check) and nothing was created there.
         assert.ok(services.fly.requests.slice(flyBefore).every((r) => r.method === "GET"));
         await stack.setConfig("kiloclaw:workerUrl", { value: services.worker.url });
@@ -168,15 +185,13 @@ describe("the Pulumi engine against the sandbox", function () {
         const ops = new Map<string, Set<OpType>>();
         const preview = await stack.preview({ diff: true, onEvent: collectOps(ops) });
         // The new image is pulled and its openclaw version checked again (kiloclaw:PrebuiltImage) before the rest.
-        const replaced = [
-            RESOURCE_TYPES.prebuiltImage,
-            RESOURCE_TYPES.warmMachine,
-            RESOURCE_TYPES.workerImageVersion,
-            RESOURCE_TYPES.workerInstance,
-        ];
+        const replaced = [RESOURCE_TYPES.prebuiltImage, RESOURCE_TYPES.warmMachine, RESOURCE_TYPES.workerImageVersion, RESOURCE_TYPES.workerInstance];
         for (const type of replaced) {
             const planned = [...(ops.get(type) ?? [])];
-            assert.ok(planned.includes("create-replacement") && planned.includes("delete-replaced"), `${type} is not replaced: ${planned.join(", ")}`);
+            assert.ok(
+                planned.includes("create-replacement") && planned.includes("delete-replaced"),
+                `${type} is not replaced: ${planned.join(", ")}`,
+            );
         }
         assert.equal(preview.changeSummary.replace, replaced.length);
         await stack.up();
@@ -213,11 +228,17 @@ describe("the Pulumi engine against the sandbox", function () {
         await stack.destroy();
         assert.equal(services.worker.instance(USER), undefined);
         const live = services.fly.machines().filter((m) => !["destroying", "destroyed"].includes(m.state));
-        assert.deepEqual(live.map((m) => m.id), []);
+        assert.deepEqual(
+            live.map((m) => m.id),
+            [],
+        );
         const deletes = services.fly.requests.slice(flyBefore).filter((r) => r.method === "DELETE");
         assert.ok(deletes.length > 0, "destroy made no Fly delete at all");
         // Every delete is the worker's: of the user's dev app machine/volume, after a /destroy call; no app delete.
-        assert.ok(deletes.every((r) => r.path.startsWith(`/v1/apps/${devFlyAppName(USER)}/`)), deletes.map((r) => r.path).join(", "));
+        assert.ok(
+            deletes.every((r) => r.path.startsWith(`/v1/apps/${devFlyAppName(USER)}/`)),
+            deletes.map((r) => r.path).join(", "),
+        );
         assert.deepEqual(services.fly.deletedApps, []);
         assert.ok(services.worker.requests.some((r) => r.path === "/api/platform/destroy" && r.status === 200));
         let left: string[] = ["?"];

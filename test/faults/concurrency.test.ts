@@ -10,7 +10,20 @@ import { WARM_OWNER_KEY } from "../../dynamic-providers/warmMachineProvider";
 import { devFlyAppName } from "../../lib/identity";
 import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
 import { findLeaks, LeakScope } from "./leaks";
-import { closeStage, completed, destroyRollout, ONE_WAIT_MS, REGISTRY_APP, rollout, RolloutOptions, Stage, StageOptions, startStage, TAG, uniqueUser } from "./rollout";
+import {
+    closeStage,
+    completed,
+    destroyRollout,
+    ONE_WAIT_MS,
+    REGISTRY_APP,
+    rollout,
+    RolloutOptions,
+    Stage,
+    StageOptions,
+    startStage,
+    TAG,
+    uniqueUser,
+} from "./rollout";
 
 /** Both users' rollouts at once on one stage; returns their completed results. */
 async function rollOutTogether(stage: Stage, users: string[], opts: RolloutOptions = {}) {

@@ -42,7 +42,10 @@ const TEMP_DIR_PATTERN = /^(kiloclaw-docker-config\.|fly-emu-docker-config-|fly-
 function dockerLines(args: string[]): string[] {
     const r = spawnSync("docker", args, { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`docker ${args.join(" ")} failed: ${r.stderr}`);
-    return r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+    return r.stdout
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean);
 }
 
 /** The user's docker config file (where `docker login` writes without a private DOCKER_CONFIG). */
@@ -86,7 +89,14 @@ export async function findLeaks(scope: LeakScope): Promise<Leak[]> {
         }
     }
     if (scope.docker) {
-        for (const line of dockerLines(["ps", "-a", "--filter", `label=${EMULATOR_LABEL}=1`, "--format", `{{.Names}}\t{{.Label "${EMULATOR_LABEL}.app"}}`])) {
+        for (const line of dockerLines([
+            "ps",
+            "-a",
+            "--filter",
+            `label=${EMULATOR_LABEL}=1`,
+            "--format",
+            `{{.Names}}\t{{.Label "${EMULATOR_LABEL}.app"}}`,
+        ])) {
             const [name, app] = line.split("\t");
             if (apps.has(app)) leaks.push({ kind: "container", what: `${name} (Fly emulator, app ${app})` });
         }

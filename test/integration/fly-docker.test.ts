@@ -220,7 +220,10 @@ describe("FlyEmulator in docker mode", function () {
             const id = created.body.id as string;
             await waitFor("warm", id, "started");
             const m = fly.machine("warm", id)!;
-            assert.ok(m.events.some((e) => e.status === "replacing"), "the first pull shows as replacing");
+            assert.ok(
+                m.events.some((e) => e.status === "replacing"),
+                "the first pull shows as replacing",
+            );
             assert.match(m.image_ref.digest, /^sha256:[0-9a-f]{64}$/);
             assert.equal(m.image_ref.registry, server);
             assert.deepEqual(fly.pulledImages, [image]);

@@ -4,9 +4,7 @@ import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { COMPONENT_TYPES, LocalImagesOutputs, RESOURCE_TYPES } from "../../lib/contract";
 import { assertDockerRunning, run } from "../../sandbox/docker";
-import { fakeCheckout, findResource, parentOf, ProgramRun, runProgram, unwrapSecrets } from "../program-harness";
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
+import { fakeCheckout, findResource, parentOf, ProgramRun, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
 const exists = async (ref: string) => (await run("docker", ["image", "inspect", ref])).code === 0;
 
@@ -25,7 +23,7 @@ describe("LocalImages: the local images a build-mode rollout made", function () 
             secretKeys: [],
         });
         assert.equal(program.error, undefined, program.error);
-        provider = requireFromString(findResource(program, RESOURCE_TYPES.localImages).inputs.__provider, "LocalImages.js").handler();
+        provider = loadSerializedProvider(findResource(program, RESOURCE_TYPES.localImages).inputs.__provider, "LocalImages");
         // Two tags of one small image, as the build and the push leave them.
         for (const ref of refs) {
             const tag = await run("docker", ["tag", "kiloclaw-fixture-base:2", ref]);
@@ -44,7 +42,10 @@ describe("LocalImages: the local images a build-mode rollout made", function () 
         assert.equal(parentOf(program, res)?.type, COMPONENT_TYPES.localImages);
         // The warm machine waits for it, so destroy removes the images only after the instance is gone.
         const warm = program.resources.find((r) => r.type === COMPONENT_TYPES.warmMachine)!;
-        assert.ok(warm.dependencies.some((d) => d.endsWith("::local-images-cleanup")), warm.dependencies.join(", "));
+        assert.ok(
+            warm.dependencies.some((d) => d.endsWith("::local-images-cleanup")),
+            warm.dependencies.join(", "),
+        );
     });
 
     it("a new tag replaces it (old images go at the end of the update); the same tag is no change", async () => {

@@ -5,9 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import { randomBytes } from "node:crypto";
 import { assertDockerRunning, buildFixture, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
-import { fakeCheckout, findResource, runProgram, unwrapSecrets } from "../program-harness";
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
+import { fakeCheckout, findResource, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
 const USER = "user-prebuilt";
 
@@ -24,7 +22,7 @@ describe("prebuilt image check (real Docker and registry)", function () {
 
     /** The provider as the engine loads it, configured with `token` as the stack's kiloclaw:flyApiToken. */
     async function provider(token: string): Promise<any> {
-        const p = requireFromString(providerText, "PrebuiltImage.js").handler();
+        const p = loadSerializedProvider(providerText, "PrebuiltImage");
         const config: Record<string, string> = { "kiloclaw:flyApiToken": token };
         await p.configure?.({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } });
         return p;

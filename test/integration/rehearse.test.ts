@@ -64,7 +64,12 @@ describe("npm run rehearse, end to end", function () {
         assert.match(r.stdout, /Try next:[\s\S]*--preview[\s\S]*--destroy/);
 
         // The same stack, read through the Automation API: typed outputs, not the printed text.
-        const stack = await existingRehearsalStack({ dir: path.join(env.SANDBOX_DIR, "pulumi"), stackName: STACK, pulumi: await findPulumi(), pulumiHome: env.PULUMI_HOME });
+        const stack = await existingRehearsalStack({
+            dir: path.join(env.SANDBOX_DIR, "pulumi"),
+            stackName: STACK,
+            pulumi: await findPulumi(),
+            pulumiHome: env.PULUMI_HOME,
+        });
         assert.ok(stack, "no stack under SANDBOX_DIR/pulumi");
         const outputs = await stack.outputs();
         assert.equal(outputs.status.value, "running");

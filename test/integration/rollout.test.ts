@@ -16,7 +16,17 @@ import { parseOpenclawPin } from "../../lib/openclawPin";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
-import { assertDockerRunning, containersWithLabel, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, SMOKE_LABEL, startRegistry } from "../../sandbox/docker";
+import {
+    assertDockerRunning,
+    containersWithLabel,
+    dockerBuild,
+    FIXTURES_DIR,
+    LocalRegistry,
+    removeImages,
+    runScript,
+    SMOKE_LABEL,
+    startRegistry,
+} from "../../sandbox/docker";
 import { scratchDir } from "../scratch";
 
 const USER = "rehearsal-user";
@@ -50,7 +60,10 @@ describe("a rollout on real Docker", function () {
                 "",
             ].join("\n"),
         );
-        fly = await FlyEmulator.start({ token: registry.token, docker: { registryAuth: { server: registry.server, username: "x", password: registry.token } } });
+        fly = await FlyEmulator.start({
+            token: registry.token,
+            docker: { registryAuth: { server: registry.server, username: "x", password: registry.token } },
+        });
         worker = await WorkerEmulator.start({ devVarsPath: path.join(checkout, ".dev.vars"), flyApiUrl: fly.url, registryServer: registry.server });
         tag = imageTagForContext(checkout);
         version = parseOpenclawPin(fs.readFileSync(path.join(checkout, "Dockerfile"), "utf8")).version;
@@ -69,7 +82,9 @@ describe("a rollout on real Docker", function () {
         images.push(local, target);
         await dockerBuild(checkout, local);
 
-        const smoke = await runScript("smoke-test.sh", [], { env: { IMAGE: local, EXPECTED_OPENCLAW_VERSION: version, STARTUP_DEADLINE_SECONDS: "30", GATEWAY_DEADLINE_SECONDS: "30" } });
+        const smoke = await runScript("smoke-test.sh", [], {
+            env: { IMAGE: local, EXPECTED_OPENCLAW_VERSION: version, STARTUP_DEADLINE_SECONDS: "30", GATEWAY_DEADLINE_SECONDS: "30" },
+        });
         assert.equal(smoke.code, 0, smoke.stdout + smoke.stderr);
         assert.deepEqual(await containersWithLabel(SMOKE_LABEL, [local]), []);
 
@@ -89,7 +104,20 @@ describe("a rollout on real Docker", function () {
         // The image must come from the registry, not from the local build.
         await removeImages([target]);
 
-        await configureFromStack({ config: { get: (k: string) => (({ "kiloclaw:flyApiUrl": fly.url, "kiloclaw:flyApiToken": registry.token, "kiloclaw:workerUrl": worker.url, "kiloclaw:internalApiKey": INTERNAL_KEY }) as Record<string, string>)[k], require: (k: string) => k } });
+        await configureFromStack({
+            config: {
+                get: (k: string) =>
+                    (
+                        ({
+                            "kiloclaw:flyApiUrl": fly.url,
+                            "kiloclaw:flyApiToken": registry.token,
+                            "kiloclaw:workerUrl": worker.url,
+                            "kiloclaw:internalApiKey": INTERNAL_KEY,
+                        }) as Record<string, string>
+                    )[k],
+                require: (k: string) => k,
+            },
+        });
         const warm = await warmMachineProvider.create({
             appName: REGISTRY_APP,
             region: "iad",

@@ -12,7 +12,9 @@ describe("openclaw pin parsing", () => {
         const pin = parseOpenclawPin(text);
         assert.equal(pin.version, "2026.2.9");
         assert.equal(pin.lineNumber, 3);
-        const sed = execFileSync("sed", ["-n", "s/.*openclaw@\\([0-9]*\\.[0-9]*\\.[0-9]*\\).*/\\1/p"], { input: text.split("\n")[2] }).toString().trim();
+        const sed = execFileSync("sed", ["-n", "s/.*openclaw@\\([0-9]*\\.[0-9]*\\.[0-9]*\\).*/\\1/p"], { input: text.split("\n")[2] })
+            .toString()
+            .trim();
         assert.equal(pin.version, sed);
     });
 
@@ -32,14 +34,14 @@ describe("openclaw pin parsing", () => {
 describe("identity", () => {
     it("derives the dev app name as dev- + sha256(userId)[:20] (the runbook's shasum pipeline)", () => {
         const userId = "44792035-0fb0-45e1-9115-ac6575f1ffa7";
-        const shasum = execFileSync("sh", ["-c", "printf %s \"$1\" | sha256sum | cut -c1-20", "sh", userId]).toString().trim();
+        const shasum = execFileSync("sh", ["-c", 'printf %s "$1" | sha256sum | cut -c1-20', "sh", userId]).toString().trim();
         assert.equal(devFlyAppName(userId), `dev-${shasum}`);
         assert.equal(devFlyAppName(userId), `dev-${crypto.createHash("sha256").update(userId).digest("hex").slice(0, 20)}`);
     });
 
     it("decodes the Cloud UI's Instance ID (the runbook's example) like base64 -d", () => {
         const instanceId = "NDQ3OTIwMzUtMGZiMC00NWUxLTkxMTUtYWM2NTc1ZjFmZmE3";
-        const viaShell = execFileSync("sh", ["-c", "echo \"$1\" | base64 -d", "sh", instanceId]).toString();
+        const viaShell = execFileSync("sh", ["-c", 'echo "$1" | base64 -d', "sh", instanceId]).toString();
         assert.equal(decodeInstanceId(instanceId), viaShell);
         assert.equal(decodeInstanceId(instanceId), "44792035-0fb0-45e1-9115-ac6575f1ffa7");
     });
@@ -63,7 +65,7 @@ describe(".dev.vars editing", () => {
         "# image",
         "FLY_IMAGE_TAG=dev-1771448521",
         "OPENCLAW_VERSION=2026.2.9 # keep in sync",
-        "CUSTOM_THING=\"quoted value\"",
+        'CUSTOM_THING="quoted value"',
         "",
     ].join("\n");
 

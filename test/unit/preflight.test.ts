@@ -26,7 +26,13 @@ describe("preflight: the runbook's Verify services", function () {
         const workerBefore = stage.worker.requests.length;
         const flyBefore = stage.fly.requests.length;
         const checks = await verifyServices(target);
-        assert.deepEqual(checks.map((c) => [c.service, c.ok]), [["worker", true], ["fly", true]]);
+        assert.deepEqual(
+            checks.map((c) => [c.service, c.ok]),
+            [
+                ["worker", true],
+                ["fly", true],
+            ],
+        );
         assert.equal(preflightReport(checks), undefined);
         assert.equal(stage.worker.requests.length - workerBefore, 1);
         assert.equal(stage.fly.requests.length - flyBefore, 1);
@@ -34,7 +40,13 @@ describe("preflight: the runbook's Verify services", function () {
 
     it("lists a worker that was never started with `pnpm start`, and still checks Fly", async () => {
         const checks = await verifyServices({ ...target, workerUrl: `http://127.0.0.1:${await freePort()}` });
-        assert.deepEqual(checks.map((c) => [c.service, c.ok]), [["worker", false], ["fly", true]]);
+        assert.deepEqual(
+            checks.map((c) => [c.service, c.ok]),
+            [
+                ["worker", false],
+                ["fly", true],
+            ],
+        );
         const report = preflightReport(checks)!;
         assert.match(report, /1 of 2 checks failed; nothing was built/);
         assert.match(report, /FAIL {2}worker: no answer from http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
@@ -42,14 +54,22 @@ describe("preflight: the runbook's Verify services", function () {
     });
 
     it("lists a refused internal key and a refused Fly token together, without either value", async () => {
-        const checks = await verifyServices({ ...target, internalApiKey: "wrong-internal-key", fly: { ...target.fly!, token: "fm2_wrong-fly-token" } });
-        assert.deepEqual(checks.map((c) => c.ok), [false, false]);
+        const checks = await verifyServices({
+            ...target,
+            internalApiKey: "wrong-internal-key",
+            fly: { ...target.fly!, token: "fm2_wrong-fly-token" },
+        });
+        assert.deepEqual(
+            checks.map((c) => c.ok),
+            [false, false],
+        );
         const report = preflightReport(checks)!;
         assert.match(report, /refused the internal API key \(403\)/);
         assert.match(report, /pulumi config set --secret kiloclaw:internalApiKey/);
         assert.match(report, /the Fly API refused the token \(401\)/);
         assert.match(report, /fly auth token/);
-        for (const secret of ["wrong-internal-key", "fm2_wrong-fly-token", INTERNAL_KEY, FLY_TOKEN]) assert.ok(!report.includes(secret), "a secret is in the report");
+        for (const secret of ["wrong-internal-key", "fm2_wrong-fly-token", INTERNAL_KEY, FLY_TOKEN])
+            assert.ok(!report.includes(secret), "a secret is in the report");
     });
 
     it("in build mode, lists a Docker engine that does not answer", async () => {
@@ -57,7 +77,13 @@ describe("preflight: the runbook's Verify services", function () {
         process.env.DOCKER_HOST = `tcp://127.0.0.1:${await freePort()}`;
         try {
             const checks = await verifyServices({ ...target, checkDocker: true, fly: undefined });
-            assert.deepEqual(checks.map((c) => [c.service, c.ok]), [["worker", true], ["docker", false]]);
+            assert.deepEqual(
+                checks.map((c) => [c.service, c.ok]),
+                [
+                    ["worker", true],
+                    ["docker", false],
+                ],
+            );
             assert.match(preflightReport(checks)!, /FAIL {2}docker: .*\n\s+fix: start Docker/);
         } finally {
             if (saved === undefined) delete process.env.DOCKER_HOST;

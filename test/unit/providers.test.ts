@@ -164,10 +164,16 @@ describe("WarmMachine provider against the Fly emulator", function () {
         fly.inject({ method: "POST", path: /\/machines$/, drop: true });
         const { id } = await warm.create(inputs());
         const posts = fly.requests.filter((r) => r.method === "POST" && r.path.endsWith("/machines"));
-        assert.deepEqual(posts.map((r) => r.faulted), [true, false]);
+        assert.deepEqual(
+            posts.map((r) => r.faulted),
+            [true, false],
+        );
         const lookup = fly.requests.findIndex((r) => r.method === "GET" && r.path.endsWith("/machines") && Object.keys(r.query).length === 0);
         assert.ok(lookup > fly.requests.indexOf(posts[0]) && lookup < fly.requests.indexOf(posts[1]), "the second POST came before the lookup");
-        assert.deepEqual(fly.machines("kiloclaw-dev").map((m) => m.id), [id]);
+        assert.deepEqual(
+            fly.machines("kiloclaw-dev").map((m) => m.id),
+            [id],
+        );
     });
 
     it("a create whose answer is lost twice with no machine made stops and says nothing was left", async () => {

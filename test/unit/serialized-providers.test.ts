@@ -7,9 +7,7 @@ import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
-import { fakeCheckout, runProgram, unwrapSecrets } from "../program-harness";
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const requireFromString: (code: string, filename?: string) => any = require("require-from-string");
+import { fakeCheckout, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
 const USER = "user-serialized";
 const TAG = "dev-444444444444";
@@ -66,7 +64,7 @@ describe("serialized providers (the __provider text in the state)", function () 
 
     /** Deserialized as the dynamic-provider host does it, then configured with the stack config (secrets from .dev.vars). */
     const load = (t: string) => {
-        const provider = requireFromString(texts[t], `${t}.js`).handler();
+        const provider = loadSerializedProvider(texts[t], t);
         return { provider, configured: provider.configure?.({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } }) };
     };
 
