@@ -1,5 +1,5 @@
 // The generations of the KiloClaw worker's platform API the emulator can play, as facts
-// (see /work/shared/reference/platform-api.md, "Generations", checked against the public
+// (see shared/reference/platform-api.md, "Generations", checked against the public
 // worker source: Kilo-Org/cloud kiloclaw/ and the later history in evan-claw/cloud).
 import { ZodWording } from "./worker-validation";
 

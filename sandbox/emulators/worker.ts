@@ -1,6 +1,6 @@
 // A stand-in for the KiloClaw worker's platform API (`pnpm start` → wrangler dev on 8795), in
 // each generation the project must work with (`profile`: early, current, newest; see
-// worker-profiles.ts), faithful to /work/shared/reference/platform-api.md including what was
+// worker-profiles.ts), faithful to shared/reference/platform-api.md including what was
 // observed running the real worker: .dev.vars read only at start, re-provision is config-only,
 // destroy of nothing is a 500, unknown routes answer the session catch-all's 401, and the
 // per-request version registration that undoes a disagreeing publish.
