@@ -10,7 +10,7 @@ import { WarmMachine } from "./components/WarmMachine";
 import { WorkerImageVersion } from "./components/WorkerImageVersion";
 import { WorkerInstance } from "./components/WorkerInstance";
 import { RolloutConfig } from "./lib/config";
-import { servicesVerified } from "./lib/preflight";
+import { servicesVerified } from "./preflight";
 
 /** What a developer checks by hand today: the stack outputs. */
 export interface RolloutOutputs {
@@ -43,7 +43,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     let imageRefOut: pulumi.Output<string>;
     let imageTag: pulumi.Input<string>;
     let imageDigest: pulumi.Input<string> | undefined;
-    // Nothing is built, pushed or provisioned before the worker, Docker and Fly answered (lib/preflight.ts).
+    // Nothing is built, pushed or provisioned before the worker, Docker and Fly answered (preflight.ts).
     const verified = servicesVerified(config);
     let pushed: pulumi.Input<pulumi.Input<pulumi.Resource>[]> = verified;
     let validated: ImageValidation | undefined;

@@ -13,9 +13,9 @@ function docker(args: string[]): { code: number; stderr: string } {
     return { code: r.error ? -1 : (r.status ?? -1), stderr: (r.stderr ?? "").trim() };
 }
 
-export const localImagesProvider: pulumi.dynamic.ResourceProvider = {
-    async create(inputs: LocalImagesInputs): Promise<pulumi.dynamic.CreateResult> {
-        return { id: `local-images-${Date.now().toString(36)}`, outs: { images: inputs.images } satisfies LocalImagesOutputs };
+export const localImagesProvider: pulumi.dynamic.ResourceProvider<LocalImagesInputs, LocalImagesOutputs> = {
+    async create(inputs: LocalImagesInputs): Promise<pulumi.dynamic.CreateResult<LocalImagesOutputs>> {
+        return { id: `local-images-${Date.now().toString(36)}`, outs: { images: inputs.images } };
     },
 
     async diff(_id: string, olds: LocalImagesOutputs, news: LocalImagesInputs): Promise<pulumi.dynamic.DiffResult> {

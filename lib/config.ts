@@ -27,6 +27,7 @@ export interface RawSettings {
     flyApiUrl?: string;
     region?: string;
     validate?: boolean;
+    preflight?: boolean;
     warm?: boolean;
     publishImageVersion?: boolean;
     imageRef?: string;
@@ -60,6 +61,8 @@ export interface RolloutSettings {
     flyApiUrl: string;
     region: string;
     validate: boolean;
+    /** Check the worker, Docker and Fly before anything is built (the runbook's "Verify services"). */
+    preflight: boolean;
     warm: boolean;
     publishImageVersion: boolean;
     openclawVersion: string;
@@ -175,6 +178,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         flyApiUrl: (raw.flyApiUrl ?? DEFAULT_FLY_API_URL).replace(/\/+$/, ""),
         region: raw.region ?? "iad",
         validate: raw.validate ?? true,
+        preflight: raw.preflight ?? true,
         warm: raw.warm ?? true,
         publishImageVersion: raw.publishImageVersion ?? true,
         openclawVersion,
@@ -218,6 +222,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         flyApiUrl: cfg.get("flyApiUrl"),
         region: cfg.get("region"),
         validate: cfg.getBoolean("validate"),
+        preflight: cfg.getBoolean("preflight"),
         warm: cfg.getBoolean("warm"),
         publishImageVersion: cfg.getBoolean("publishImageVersion"),
         imageRef: cfg.get("imageRef"),

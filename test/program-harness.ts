@@ -114,7 +114,8 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
     // KiloclawImage stages its build context under $XDG_CACHE_HOME: keep it out of the developer's cache unless a test chose one.
     const cacheUnset = process.env.XDG_CACHE_HOME === undefined;
     if (cacheUnset) process.env.XDG_CACHE_HOME = harnessCache ??= scratchDir("kiloclaw-harness-cache-");
-    pulumi.runtime.setAllConfig(options.config ?? {}, options.secretKeys ?? []);
+    // The preflight asks the real worker, Docker and Fly; under mocks only a test that points it at emulators turns it on.
+    pulumi.runtime.setAllConfig({ "kiloclaw:preflight": "false", ...options.config }, options.secretKeys ?? []);
     try {
         // Configuration errors come before the first resource, as in index.ts.
         let config: RolloutConfig;

@@ -3,7 +3,7 @@
 import * as assert from "node:assert/strict";
 import { freePort } from "../../sandbox/docker";
 import { closeStage, FLY_TOKEN, INTERNAL_KEY, REGISTRY_APP, Stage, startStage } from "../../sandbox/stage";
-import { PreflightTarget, preflightReport, verifyServices } from "../../lib/preflight";
+import { PreflightTarget, preflightReport, verifyServices } from "../../preflight";
 
 describe("preflight: the runbook's Verify services", function () {
     this.timeout(60_000);

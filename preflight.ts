@@ -5,14 +5,14 @@
 //
 // Where it runs: rollout() gates its first resource on it. During `pulumi up` a failure
 // stops the program before anything is registered; during `pulumi preview` the same list
-// is a warning (a preview changes nothing and is useful with the worker down); under
-// unit-test mocks it does not run.
+// is a warning (a preview changes nothing and is useful with the worker down);
+// `kiloclaw:preflight false` turns it off.
 import { spawnSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
-import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
-import { workerDownMessage } from "../dynamic-providers/platformClient";
-import type { RolloutConfig } from "./config";
-import { flyAuthorizationHeader } from "./flyAuth";
+import { isNetworkError, requestJson } from "./dynamic-providers/http";
+import { workerDownMessage } from "./dynamic-providers/platformClient";
+import type { RolloutConfig } from "./lib/config";
+import { flyAuthorizationHeader } from "./lib/flyAuth";
 
 export interface PreflightTarget {
     workerUrl: string;
@@ -35,13 +35,14 @@ export interface PreflightCheck {
     fix?: string;
 }
 
+/** One GET, no retry: an answer (any status) or the network error's code. */
 async function get(url: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; text: string } | { error: string }> {
     try {
-        const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
-        return { status: res.status, text: (await res.text()).slice(0, 200) };
+        const res = await requestJson({ method: "GET", url, headers, timeoutMs, attempts: 1 });
+        return { status: res.status, text: (typeof res.body === "string" ? res.body : JSON.stringify(res.body ?? "")).slice(0, 200) };
     } catch (err) {
-        const cause = (err as { cause?: { code?: string } }).cause;
-        return { error: cause?.code ?? (err as Error).name ?? String(err) };
+        if (isNetworkError(err)) return { error: err.code };
+        throw err;
     }
 }
 
@@ -144,7 +145,7 @@ const plain = (o: pulumi.Output<string>) => new Promise<string>((resolve) => o.a
  * a first resource with `dependsOn: servicesVerified(config)` is never created. Warns during preview.
  */
 export function servicesVerified(config: RolloutConfig): pulumi.Output<pulumi.Resource[]> {
-    if (pulumi.runtime.getMonitor() instanceof MockMonitor) return pulumi.output([]);
+    if (!config.preflight) return pulumi.output([]);
     const check = async (): Promise<pulumi.Resource[]> => {
         const checks = await verifyServices({
             workerUrl: config.workerUrl,
