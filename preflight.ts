@@ -102,7 +102,9 @@ async function checkFly(fly: NonNullable<PreflightTarget["fly"]>, timeoutMs: num
             service: "fly",
             ok: false,
             detail: `the Fly API refused the token (${res.status})`,
-            fix: '`pulumi config set --secret kiloclaw:flyApiToken "$(fly auth token)"` (or update FLY_API_TOKEN in .dev.vars)',
+            fix:
+                `make a scoped token with \`fly tokens deploy --app ${fly.app}\` (or \`fly tokens org <org>\`), then ` +
+                "`pulumi config set --secret kiloclaw:flyApiToken <token>` (or update FLY_API_TOKEN in .dev.vars)",
         };
     }
     if (res.status === 404) {

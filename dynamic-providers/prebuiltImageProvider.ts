@@ -42,7 +42,7 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
             if (login.code !== 0) {
                 throw new Error(
                     `${registryServer} refused the Fly token (user x) for pulling the prebuilt image: ${login.stderr}. ` +
-                        "Get a fresh token with `fly auth token` and `pulumi config set --secret kiloclaw:flyApiToken`.",
+                        "Make a fresh scoped token with `fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`.",
                 );
             }
         }

@@ -67,7 +67,7 @@ describe("preflight: the runbook's Verify services", function () {
         assert.match(report, /refused the internal API key \(403\)/);
         assert.match(report, /pulumi config set --secret kiloclaw:internalApiKey/);
         assert.match(report, /the Fly API refused the token \(401\)/);
-        assert.match(report, /fly auth token/);
+        assert.match(report, /fly tokens deploy --app /);
         for (const secret of ["wrong-internal-key", "fm2_wrong-fly-token", INTERNAL_KEY, FLY_TOKEN])
             assert.ok(!report.includes(secret), "a secret is in the report");
     });
