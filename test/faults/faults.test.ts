@@ -1,3 +1,4 @@
+import { WORKER_PROFILES } from "../../sandbox/emulators/worker-profiles";
 // Faults injected into a rollout (warm → worker image version → worker instance)
 // against the Fly and worker emulators. Each fault must end in a completed rollout
 // or in a message that says what happened and what to do next, and leave nothing
@@ -41,7 +42,8 @@ import {
 async function completeAndDestroy(stage: Stage, result: Awaited<ReturnType<typeof rollout>>): Promise<void> {
     const done = completed(result);
     assert.equal(done.instance.outs.status, "running");
-    assert.equal(done.instance.outs.trackedImageTag, TAG);
+    // The image is checked on the Fly machine itself: every worker generation has one (the early one has no trackedImageTag).
+    assert.equal(done.instance.outs.runningImage, `registry.fly.io/${REGISTRY_APP}:${TAG}`);
     await destroyRollout(done);
 }
 
@@ -407,171 +409,185 @@ describe("faults: the Fly Machines API", function () {
         ));
 });
 
-describe("faults: the worker", function () {
-    this.timeout(120_000);
+for (const profile of WORKER_PROFILES) {
+    describe(`faults: the worker (${profile})`, function () {
+        this.timeout(120_000);
 
-    it("500 on provision: says to read the worker's log, nothing created", () =>
-        fault("worker 500 on provision", (run) =>
-            withStage({}, async (stage) => {
-                stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 500, body: { error: "Internal Server Error" } });
-                const err = stoppedAt(await rollout(stage), "instance");
-                assert.match(err.message, /Provisioning the instance of .* failed \(500 Internal Server Error\)/);
-                assert.match(err.message, /its log \(the `pnpm start` terminal\)/);
-                assert.match(err.message, /pulumi up/);
-                run.outcome = "stopped-with-message";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("500 on provision: says to read the worker's log, nothing created", () =>
+            fault(`worker 500 on provision (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    stage.worker.inject({ method: "POST", path: "/api/platform/provision", status: 500, body: { error: "Internal Server Error" } });
+                    const err = stoppedAt(await rollout(stage), "instance");
+                    assert.match(err.message, /Provisioning the instance of .* failed \(500 Internal Server Error\)/);
+                    assert.match(err.message, /its log \(the `pnpm start` terminal\)/);
+                    assert.match(err.message, /pulumi up/);
+                    run.outcome = "stopped-with-message";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("500 mid-provision (its Fly machine create fails once): the status says `provisioned`, a start completes it", () =>
-        fault("worker 500 mid-provision (Fly create fails once)", (run) =>
-            withStage({}, async (stage) => {
-                stage.fly.inject({
-                    method: "POST",
-                    path: flyPath(devFlyAppName(stage.userId)),
-                    status: 500,
-                    body: { error: "internal: host unavailable" },
-                });
-                const done = completed(await rollout(stage));
-                const lifecycle = stage.worker.requests
-                    .filter((r) => r.method === "POST" && /\/(provision|start)$/.test(r.path))
-                    .map((r) => `${r.path.split("/").pop()} ${r.status}`);
-                assert.deepEqual(lifecycle, ["provision 500", "start 200"]);
-                await destroyRollout(done);
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("500 mid-provision (its Fly machine create fails once): the status says `provisioned`, a start completes it", () =>
+            fault(`worker 500 mid-provision (Fly create fails once) (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    stage.fly.inject({
+                        method: "POST",
+                        path: flyPath(devFlyAppName(stage.userId)),
+                        status: 500,
+                        body: { error: "internal: host unavailable" },
+                    });
+                    const result = await rollout(stage);
+                    const lifecycle = stage.worker.requests
+                        .filter((r) => r.method === "POST" && /\/(provision|start)$/.test(r.path))
+                        .map((r) => `${r.path.split("/").pop()} ${r.status}`);
+                    if (profile === "early") {
+                        // The early worker creates the machine in /start: the refused create fails that start, and the
+                        // rollout stops with the worker's error (and removes the provisioned instance).
+                        assert.match(stoppedAt(result, "instance").message, /Starting the instance of .* failed \(500 .*pulumi up/);
+                        assert.deepEqual(lifecycle, ["provision 201", "start 500"]);
+                        run.outcome = "stopped-with-message";
+                    } else {
+                        // current: provision (which starts) fails, the status says `provisioned`, one /start completes it.
+                        // newest: provision answers at once, its background start fails before a machine exists, so the
+                        // next /start meets the cooldown; that failure was this run's own, so it starts once with skipCooldown.
+                        const expected = profile === "current" ? ["provision 500", "start 200"] : ["provision 201", "start 500", "start 200"];
+                        assert.deepEqual(lifecycle, expected);
+                        await destroyRollout(completed(result));
+                        run.outcome = "completed";
+                    }
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("the worker cannot reach Fly: says so, nothing created", () =>
-        fault("worker cannot reach Fly", (run) =>
-            withStage({}, async (stage) => {
-                const deadFly = `http://127.0.0.1:${await freePort()}`;
-                const cut = await WorkerEmulator.start({ devVarsPath: stage.devVarsPath, flyApiUrl: deadFly, msPerSecond: MS_PER_SECOND });
-                stage.extraWorkers.push(cut);
-                stage.workerUrl = cut.url;
-                await configureStage(stage);
-                const err = stoppedAt(await rollout(stage, { restartWorker: false }), "instance");
-                // Decided from state (nothing was recorded), not from the wording the newest worker no longer sends.
-                assert.match(err.message, /Provisioning the instance of fault-user-\w+ failed \(500 /);
-                assert.match(err.message, /its log \(the `pnpm start` terminal\) shows why/);
-                run.outcome = "stopped-with-message";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("the worker cannot reach Fly: says so, nothing created", () =>
+            fault(`worker cannot reach Fly (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    const deadFly = `http://127.0.0.1:${await freePort()}`;
+                    const cut = await WorkerEmulator.start({ devVarsPath: stage.devVarsPath, flyApiUrl: deadFly, msPerSecond: MS_PER_SECOND });
+                    stage.extraWorkers.push(cut);
+                    stage.workerUrl = cut.url;
+                    await configureStage(stage);
+                    const err = stoppedAt(await rollout(stage, { restartWorker: false }), "instance");
+                    // Decided from state (nothing was recorded), not from the wording the newest worker no longer sends.
+                    assert.match(err.message, /Provisioning the instance of fault-user-\w+ failed \(500 /);
+                    assert.match(err.message, /its log \(the `pnpm start` terminal\) shows why/);
+                    run.outcome = "stopped-with-message";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("an incomplete .dev.vars (503 Configuration error): says what to add", () =>
-        fault("worker 503 Configuration error", (run) =>
-            withStage({ devVars: { GATEWAY_TOKEN_SECRET: "" } }, async (stage) => {
-                const err = stoppedAt(await rollout(stage), "worker-image");
-                assert.match(err.message, /503 Configuration error/);
-                assert.match(err.message, /Complete \.dev\.vars \(see \.dev\.vars\.example\) and restart `pnpm start`/);
-                run.outcome = "stopped-with-message";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("an incomplete .dev.vars (503 Configuration error): says what to add", () =>
+            fault(`worker 503 Configuration error (${profile})`, (run) =>
+                withStage({ worker: { profile }, devVars: { GATEWAY_TOKEN_SECRET: "" } }, async (stage) => {
+                    const err = stoppedAt(await rollout(stage), "worker-image");
+                    assert.match(err.message, /503 Configuration error/);
+                    assert.match(err.message, /Complete \.dev\.vars \(see \.dev\.vars\.example\) and restart `pnpm start`/);
+                    run.outcome = "stopped-with-message";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("dropped connections on status reads: retried, completes", () =>
-        fault("worker drops connections (status)", (run) =>
-            withStage({}, async (stage) => {
-                stage.worker.inject({ method: "GET", path: "/api/platform/status", drop: true, times: 2 });
-                const result = await rollout(stage);
-                await completeAndDestroy(stage, result);
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("dropped connections on status reads: retried, completes", () =>
+            fault(`worker drops connections (status) (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    stage.worker.inject({ method: "GET", path: "/api/platform/status", drop: true, times: 2 });
+                    const result = await rollout(stage);
+                    await completeAndDestroy(stage, result);
+                    run.outcome = "completed";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("provision answered 409 because an instance exists: destroys through the worker, provisions again", () =>
-        fault("provision 409 (instance exists)", (run) =>
-            withStage({}, async (stage) => {
-                // The Cloud UI made an instance earlier; its record answers 409 once more.
-                const earlier = await fetch(`${stage.workerUrl}/api/platform/provision`, {
-                    method: "POST",
-                    headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
-                    body: JSON.stringify({ userId: stage.userId, kilocodeApiKey: "test-key" }),
-                });
-                assert.equal(earlier.status, 201);
-                stage.worker.inject(PROVISION_409);
-                const result = await rollout(stage);
-                assert.deepEqual(
-                    stage.worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status),
-                    [201, 409, 201],
-                );
-                await completeAndDestroy(stage, result);
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("provision answered 409 because an instance exists: destroys through the worker, provisions again", () =>
+            fault(`provision 409 (instance exists) (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    // The Cloud UI made an instance earlier; its record answers 409 once more.
+                    const earlier = await fetch(`${stage.workerUrl}/api/platform/provision`, {
+                        method: "POST",
+                        headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
+                        body: JSON.stringify({ userId: stage.userId, kilocodeApiKey: "test-key" }),
+                    });
+                    assert.equal(earlier.status, 201);
+                    stage.worker.inject(PROVISION_409);
+                    const result = await rollout(stage);
+                    assert.deepEqual(
+                        stage.worker.requests.filter((r) => r.path === "/api/platform/provision").map((r) => r.status),
+                        [201, 409, 201],
+                    );
+                    await completeAndDestroy(stage, result);
+                    run.outcome = "completed";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("provision answered 409 twice: names the Cloud UI, leaves nothing", () =>
-        fault("provision 409 twice", (run) =>
-            withStage({}, async (stage) => {
-                stage.worker.inject({ ...PROVISION_409, times: 2 });
-                const err = stoppedAt(await rollout(stage), "instance");
-                assert.match(err.message, /answered 409 "User already has an active instance" even after destroying through the worker/);
-                assert.match(err.message, /Destroy the instance from the Cloud UI \(localhost:3000\/claw\), then run `pulumi up` again/);
-                run.outcome = "stopped-with-message";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("provision answered 409 twice: names the Cloud UI, leaves nothing", () =>
+            fault(`provision 409 twice (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    stage.worker.inject({ ...PROVISION_409, times: 2 });
+                    const err = stoppedAt(await rollout(stage), "instance");
+                    assert.match(err.message, /answered 409 "User already has an active instance" even after destroying through the worker/);
+                    assert.match(err.message, /Destroy the instance from the Cloud UI \(localhost:3000\/claw\), then run `pulumi up` again/);
+                    run.outcome = "stopped-with-message";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("destroy while the instance is already `destroying`: waits for it to go", () =>
-        fault("destroy while already `destroying`", (run) =>
-            withStage({}, async (stage) => {
-                const done = completed(await rollout(stage));
-                // Fly refuses the first machine delete: the worker answers 200 and stays `destroying` (its alarm retries).
-                stage.fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "internal" } });
-                const outOfBand = await fetch(`${stage.workerUrl}/api/platform/destroy`, {
-                    method: "POST",
-                    headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
-                    body: JSON.stringify({ userId: stage.userId }),
-                });
-                assert.equal(outOfBand.status, 200);
-                assert.equal(stage.worker.instance(stage.userId)?.status, "destroying");
-                await instance.delete(done.instance.id, done.instance.outs);
-                assert.deepEqual(
-                    stage.worker.requests.filter((r) => r.path === "/api/platform/destroy").map((r) => r.status),
-                    [200, 200],
-                );
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("destroy while the instance is already `destroying`: waits for it to go", () =>
+            fault(`destroy while already \`destroying\` (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    const done = completed(await rollout(stage));
+                    // Fly refuses the first machine delete: the worker answers 200 and stays `destroying` (its alarm retries).
+                    stage.fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "internal" } });
+                    const outOfBand = await fetch(`${stage.workerUrl}/api/platform/destroy`, {
+                        method: "POST",
+                        headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
+                        body: JSON.stringify({ userId: stage.userId }),
+                    });
+                    assert.equal(outOfBand.status, 200);
+                    assert.equal(stage.worker.instance(stage.userId)?.status, "destroying");
+                    await instance.delete(done.instance.id, done.instance.outs);
+                    assert.deepEqual(
+                        stage.worker.requests.filter((r) => r.path === "/api/platform/destroy").map((r) => r.status),
+                        [200, 200],
+                    );
+                    run.outcome = "completed";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("a new rollout while the previous instance is still `destroying`: waits, then provisions", () =>
-        fault("rollout while the old instance is `destroying`", (run) =>
-            withStage({}, async (stage) => {
-                completed(await rollout(stage));
-                stage.fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "internal" } });
-                await fetch(`${stage.workerUrl}/api/platform/destroy`, {
-                    method: "POST",
-                    headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
-                    body: JSON.stringify({ userId: stage.userId }),
-                });
-                assert.equal(stage.worker.instance(stage.userId)?.status, "destroying");
-                const again = await rollout(stage);
-                // No provision hit "Cannot provision: instance is being destroyed".
-                assert.ok(stage.worker.requests.filter((r) => r.path === "/api/platform/provision").every((r) => r.status === 201));
-                await completeAndDestroy(stage, again);
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
+        it("a new rollout while the previous instance is still `destroying`: waits, then provisions", () =>
+            fault(`rollout while the old instance is \`destroying\` (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    completed(await rollout(stage));
+                    stage.fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "internal" } });
+                    await fetch(`${stage.workerUrl}/api/platform/destroy`, {
+                        method: "POST",
+                        headers: { "content-type": "application/json", "x-internal-api-key": INTERNAL_KEY },
+                        body: JSON.stringify({ userId: stage.userId }),
+                    });
+                    assert.equal(stage.worker.instance(stage.userId)?.status, "destroying");
+                    const again = await rollout(stage);
+                    // No provision hit "Cannot provision: instance is being destroyed".
+                    assert.ok(stage.worker.requests.filter((r) => r.path === "/api/platform/provision").every((r) => r.status === 201));
+                    await completeAndDestroy(stage, again);
+                    run.outcome = "completed";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
 
-    it("the instance is wiped behind the program's back: refresh drops it, destroy is a no-op", () =>
-        fault("instance destroyed out of band", (run) =>
-            withStage({}, async (stage) => {
-                const done = completed(await rollout(stage));
-                await stage.worker.destroyOutOfBand(stage.userId);
-                const read = await instance.read(done.instance.id, done.instance.outs);
-                assert.equal(read.id, "");
-                await instance.delete(done.instance.id, done.instance.outs);
-                run.outcome = "completed";
-                await run.checkLeaks(stageScope(stage));
-            }),
-        ));
-});
+        it("the instance is wiped behind the program's back: refresh drops it, destroy is a no-op", () =>
+            fault(`instance destroyed out of band (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    const done = completed(await rollout(stage));
+                    await stage.worker.destroyOutOfBand(stage.userId);
+                    const read = await instance.read(done.instance.id, done.instance.outs);
+                    assert.equal(read.id, "");
+                    await instance.delete(done.instance.id, done.instance.outs);
+                    run.outcome = "completed";
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
+    });
+}
 
 describe("faults: the program's process is killed", function () {
     this.timeout(180_000);
