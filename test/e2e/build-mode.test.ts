@@ -12,8 +12,8 @@ import { EngineEvent, OpType, PulumiCommand, Stack } from "@pulumi/pulumi/automa
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
-import { materializeCheckout } from "../../sandbox/fixtures/checkout";
-import { SandboxServices, startSandboxServices } from "../../sandbox/services";
+import { SandboxServices } from "../../sandbox/services";
+import { startE2eWorld } from "./world";
 import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
@@ -66,23 +66,13 @@ describe("build mode under the engine", function () {
         }
         assertDockerRunning();
         registry = await startRegistry();
-        checkout = materializeCheckout(path.join(work, "cloud", "kiloclaw"));
-        fs.writeFileSync(
-            path.join(checkout, ".dev.vars"),
-            [
-                `INTERNAL_API_SECRET=${INTERNAL_KEY}`,
-                "GATEWAY_TOKEN_SECRET=e2e-build-gateway-secret",
-                `FLY_API_TOKEN=${registry.token}`,
-                "WORKER_ENV=development",
-                `FLY_REGISTRY_APP=${APP}`,
-                "",
-            ].join("\n"),
-        );
-        services = await startSandboxServices({
-            registryServer: registry.server,
-            token: registry.token,
-            devVarsPath: path.join(checkout, ".dev.vars"),
-        });
+        ({ checkout, services } = await startE2eWorld({
+            work,
+            registry,
+            app: APP,
+            internalKey: INTERNAL_KEY,
+            gatewaySecret: "e2e-build-gateway-secret",
+        }));
 
         // A project in the temp dir whose program is this repository: no stack files in the repo.
         stack = await openRehearsalStack({ dir: engineDir, stackName: STACK, pulumi });

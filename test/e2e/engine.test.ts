@@ -22,7 +22,8 @@ import {
     runScript,
     startRegistry,
 } from "../../sandbox/docker";
-import { SandboxServices, startSandboxServices } from "../../sandbox/services";
+import { SandboxServices } from "../../sandbox/services";
+import { startE2eWorld } from "./world";
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
@@ -91,26 +92,14 @@ describe("the Pulumi engine against the sandbox", function () {
         await removeImages([local, ...refs]);
 
         work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-"));
-        checkout = path.join(work, "cloud", "kiloclaw");
-        fs.mkdirSync(checkout, { recursive: true });
-        fs.cpSync(path.join(FIXTURES_DIR, "kiloclaw"), checkout, { recursive: true });
-        fs.writeFileSync(
-            path.join(checkout, ".dev.vars"),
-            [
-                `INTERNAL_API_SECRET=${INTERNAL_KEY}`,
-                "GATEWAY_TOKEN_SECRET=e2e-gateway-secret",
-                `FLY_API_TOKEN=${registry.token}`,
-                "WORKER_ENV=development",
-                `FLY_REGISTRY_APP=${APP}`,
-                `KILOCODE_API_BASE_URL=${TUNNEL_URL}`,
-                "",
-            ].join("\n"),
-        );
-        services = await startSandboxServices({
-            registryServer: registry.server,
-            token: registry.token,
-            devVarsPath: path.join(checkout, ".dev.vars"),
-        });
+        ({ checkout, services } = await startE2eWorld({
+            work,
+            registry,
+            app: APP,
+            internalKey: INTERNAL_KEY,
+            gatewaySecret: "e2e-gateway-secret",
+            extraDevVars: [`KILOCODE_API_BASE_URL=${TUNNEL_URL}`],
+        }));
 
         // A project in the temp dir whose program is this repository: stack files stay out of the repo.
         stack = await openRehearsalStack({ dir: path.join(work, "engine"), stackName: STACK, pulumi, pulumiHome: path.join(work, "home") });
