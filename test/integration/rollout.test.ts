@@ -20,7 +20,6 @@ import {
     assertDockerRunning,
     containersWithLabel,
     dockerBuild,
-    FIXTURES_DIR,
     LocalRegistry,
     removeImages,
     runScript,
@@ -28,6 +27,7 @@ import {
     startRegistry,
 } from "../../sandbox/docker";
 import { scratchDir } from "../scratch";
+import { materializeCheckout } from "../../sandbox/fixtures/checkout";
 
 const USER = "rehearsal-user";
 const INTERNAL_KEY = "rollout-internal-key";
@@ -46,8 +46,8 @@ describe("a rollout on real Docker", function () {
     before(async () => {
         assertDockerRunning();
         registry = await startRegistry();
-        checkout = scratchDir("kiloclaw-rehearsal-");
-        fs.cpSync(path.join(FIXTURES_DIR, "kiloclaw"), checkout, { recursive: true });
+        // Shaped like the real cloud/kiloclaw: the worker's files, node_modules/ and .wrangler/ beside the image's.
+        checkout = materializeCheckout(path.join(scratchDir("kiloclaw-rehearsal-"), "kiloclaw"));
         fs.writeFileSync(
             path.join(checkout, ".dev.vars"),
             [
