@@ -14,7 +14,7 @@ import { parseDevVars } from "../../lib/devVars";
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { workerImageVersionProvider } from "../../dynamic-providers/workerImageVersionProvider";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
-import { materializeCheckout } from "../../sandbox/fixtures/checkout";
+import { FIXTURE_IMAGE_FILES, materializeCheckout } from "../../sandbox/fixtures/checkout";
 import { findResource, ProgramRun, runProgram, unwrapSecrets } from "../program-harness";
 import { scratchDir } from "../scratch";
 
@@ -154,16 +154,7 @@ describe("convergence on a realistic kiloclaw checkout", function () {
             Object.keys(firstContext)
                 .filter((f) => !f.endsWith("/"))
                 .sort(),
-            [
-                "Dockerfile",
-                "controller/package.json",
-                "controller/src/index.js",
-                "openclaw-device-pairing-list.js",
-                "openclaw-pairing-list.js",
-                "skills/gateway-debug/SKILL.md",
-                "skills/kilo-setup/SKILL.md",
-                "start-openclaw.sh",
-            ],
+            FIXTURE_IMAGE_FILES,
         );
     });
 

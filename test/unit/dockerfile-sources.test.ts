@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { hashBuildContext, imageTagForContext } from "../../lib/contextHash";
 import { consumedInputs, parseDockerfileInputs } from "../../lib/dockerfileSources";
 import { stageBuildContext } from "../../lib/stagedContext";
-import { materializeCheckout, touchWranglerState } from "../../sandbox/fixtures/checkout";
+import { FIXTURE_IMAGE_FILES, materializeCheckout, touchWranglerState } from "../../sandbox/fixtures/checkout";
 import { scratchDir } from "../scratch";
 
 function tempContext(files: Record<string, string>): string {
@@ -281,16 +281,7 @@ describe("staged build context", () => {
         assert.equal(staged.dir, path.join(root, imageTagForContext(checkout)));
         const entries = listing(staged.dir);
         const files = Object.keys(entries).filter((f) => !entries[f].endsWith(" dir"));
-        assert.deepEqual(files.sort(), [
-            "Dockerfile",
-            "controller/package.json",
-            "controller/src/index.js",
-            "openclaw-device-pairing-list.js",
-            "openclaw-pairing-list.js",
-            "skills/gateway-debug/SKILL.md",
-            "skills/kilo-setup/SKILL.md",
-            "start-openclaw.sh",
-        ]);
+        assert.deepEqual(files.sort(), FIXTURE_IMAGE_FILES);
         assert.equal(
             fs.statSync(path.join(staged.dir, "start-openclaw.sh")).mode & 0o777,
             fs.statSync(path.join(checkout, "start-openclaw.sh")).mode & 0o777,
