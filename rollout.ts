@@ -1,5 +1,6 @@
-// The rollout, in the runbook's order: build → smoke tests → push → warm on Fly
-// → point the worker at the tag → destroy and re-provision the instance.
+// The rollout, declared in the runbook's order: build → smoke tests → push → warm on Fly
+// → point the worker at the tag → destroy and re-provision the instance. The push and the warm-up
+// run beside the smoke tests; the worker and the instance wait for both (kiloclaw:strictOrder: one after another).
 import * as pulumi from "@pulumi/pulumi";
 import { ImageValidation } from "./components/ImageValidation";
 import { KiloclawImage } from "./components/KiloclawImage";
@@ -45,7 +46,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     let imageDigest: pulumi.Input<string> | undefined;
     // Nothing is built, pushed or provisioned before the worker, Docker and Fly answered (preflight.ts).
     const verified = servicesVerified(config);
-    let pushed: pulumi.Input<pulumi.Input<pulumi.Resource>[]> = verified;
+    let pushed: pulumi.Resource[];
     let validated: ImageValidation | undefined;
     if (source.kind === "build") {
         const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile }, { dependsOn: verified });
@@ -57,6 +58,8 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
                   expectedNodeVersion: config.expectedNodeVersion,
                   startupDeadlineSeconds: config.smokeStartupSeconds,
                   gatewayDeadlineSeconds: config.smokeGatewaySeconds,
+                  // Its failure says that this tag was pushed anyway (RegistryPush's target, known before the push).
+                  pushedBeside: config.strictOrder ? undefined : `${config.registryServer}/${config.registryApp}:${image.imageTag}`,
               })
             : undefined;
         validated = validation;
@@ -70,7 +73,8 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
                 imageTag: image.imageTag,
                 registryToken: secrets.flyApiToken,
             },
-            { dependsOn: validation ? [validation] : [image] },
+            // Beside the validation unless strictOrder: nothing points at the tag before the validation passed.
+            { dependsOn: validation && config.strictOrder ? [validation] : [image] },
         );
         imageRefOut = push.imageRef;
         imageTag = image.imageTag;
@@ -125,7 +129,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
             workerSettings: config.workerSettings,
             envLocalKeys: config.envLocalKeys,
         },
-        { dependsOn: warm ? [warm] : pushed },
+        { dependsOn: [...(warm ? [warm] : pushed), ...(validated ? [validated] : [])] },
     );
 
     const instance = new WorkerInstance(

@@ -16,6 +16,8 @@ export interface ImageValidationArgs {
     startupDeadlineSeconds?: pulumi.Input<number>;
     /** How long to wait for the gateway's first 2xx after `docker run` (×3 under emulation). */
     gatewayDeadlineSeconds?: pulumi.Input<number>;
+    /** The registry reference pushed while the validation runs: a failure says that nothing points at it. */
+    pushedBeside?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export class ImageValidation extends pulumi.ComponentResource {
                     EXPECTED_NODE_VERSION: expectedNode,
                     STARTUP_DEADLINE_SECONDS: pulumi.output(args.startupDeadlineSeconds ?? 60).apply(String),
                     GATEWAY_DEADLINE_SECONDS: pulumi.output(args.gatewayDeadlineSeconds ?? 90).apply(String),
+                    ...(args.pushedBeside ? { PUSHED_BESIDE: args.pushedBeside } : {}),
                 },
                 triggers: [args.imageId, args.expectedOpenclawVersion, expectedNode],
             },

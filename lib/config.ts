@@ -30,6 +30,7 @@ export interface RawSettings {
     preflight?: boolean;
     warm?: boolean;
     publishImageVersion?: boolean;
+    strictOrder?: boolean;
     imageRef?: string;
     openclawVersion?: string;
     /** What `node --version` in the image must print; default: the Dockerfile's Node pin. */
@@ -65,6 +66,8 @@ export interface RolloutSettings {
     preflight: boolean;
     warm: boolean;
     publishImageVersion: boolean;
+    /** The runbook's sequence: push only after the validation passed (default: the push and warm-up run beside it). */
+    strictOrder: boolean;
     openclawVersion: string;
     /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
     openclawPin?: string;
@@ -181,6 +184,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         preflight: raw.preflight ?? true,
         warm: raw.warm ?? true,
         publishImageVersion: raw.publishImageVersion ?? true,
+        strictOrder: raw.strictOrder ?? false,
         openclawVersion,
         openclawPin,
         expectedNodeVersion,
@@ -225,6 +229,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         preflight: cfg.getBoolean("preflight"),
         warm: cfg.getBoolean("warm"),
         publishImageVersion: cfg.getBoolean("publishImageVersion"),
+        strictOrder: cfg.getBoolean("strictOrder"),
         imageRef: cfg.get("imageRef"),
         openclawVersion: cfg.get("openclawVersion"),
         expectedNodeVersion: cfg.get("expectedNodeVersion"),

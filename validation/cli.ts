@@ -6,6 +6,7 @@
 //   PREVIOUS_IMAGE                       image to compare sizes with (default: newest other tag of the repository)
 //   STARTUP_DEADLINE_SECONDS (60)        each short check
 //   GATEWAY_DEADLINE_SECONDS (90)        first 2xx after docker run (the real gateway: 15-62 s)
+//   PUSHED_BESIDE                        the registry reference pushed while this ran (a failure says nothing points at it)
 // Stdout: the report, then one summary line (SUMMARY_MARKER + JSON). Stderr: failures with their next step.
 // Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first).
 import { formatFailures, formatReport, summaryLine } from "./report";
@@ -21,6 +22,16 @@ function seconds(name: string, fallback: number): number {
     if (raw === undefined || raw === "") return fallback;
     if (!/^[1-9][0-9]*$/.test(raw)) usage(`${name} must be a positive whole number of seconds, got '${raw}'`);
     return Number(raw);
+}
+
+/** The push runs beside the validation (rollout.ts): after a failure its tag is in the registry, unused. */
+function pushedBesideNote(): string[] {
+    const ref = process.env.PUSHED_BESIDE;
+    if (!ref) return [];
+    return [
+        `Note: ${ref} was pushed while this validation ran; nothing points at it (the worker and the instance keep their tag).`,
+        "  Fix the image and run `pulumi up` again; to push only validated images: `pulumi config set kiloclaw:strictOrder true`.",
+    ];
 }
 
 async function main(): Promise<number> {
@@ -54,7 +65,7 @@ async function main(): Promise<number> {
         });
         if (exitCode !== 0) return exitCode; // interrupted: containers are gone, no verdict to give
         process.stdout.write(formatReport(report).join("\n") + "\n" + summaryLine(report) + "\n");
-        if (!report.passed) process.stderr.write(formatFailures(report).join("\n") + "\n");
+        if (!report.passed) process.stderr.write([...formatFailures(report), ...pushedBesideNote()].join("\n") + "\n");
         return report.passed ? 0 : 1;
     } catch (err) {
         if (err instanceof ValidationSetupError) usage(err.message);

@@ -158,7 +158,13 @@ describe("image validation against a real engine", function () {
     }
 
     it("shows a failed container's log tail and debugging steps that use only commands the image has", async function () {
-        const exits = await smoke(images.exits);
+        // The push ran beside this validation (rollout.ts): the failure says its tag is in the registry, unused.
+        const exits = await smoke(images.exits, { PUSHED_BESIDE: "registry.fly.io/kiloclaw-dev:dev-beside00001" });
+        assert.match(
+            exits.stderr,
+            /^Note: registry\.fly\.io\/kiloclaw-dev:dev-beside00001 was pushed while this validation ran; nothing points at it/m,
+        );
+        assert.match(exits.stderr, /pulumi config set kiloclaw:strictOrder true/);
         // Both streams of the log (stdout and stderr lines interleave by the engine's timestamps, to the microsecond).
         assert.match(exits.stderr, /^ {4}\| Patching config at: \/root\/\.openclaw\/openclaw\.json$/m);
         assert.match(exits.stderr, /^ {4}\| ERROR: config generation failed/m);
@@ -168,6 +174,7 @@ describe("image validation against a real engine", function () {
 
         const noGateway = await smoke(images["no-gateway"], { GATEWAY_DEADLINE_SECONDS: "3" });
         assert.match(noGateway.stderr, /waiting for plugins to load/, "the log tail");
+        assert.doesNotMatch(noGateway.stderr, /was pushed/, "a note without a push beside it");
         assert.match(noGateway.stderr, /docker exec kiloclaw-test wget -qO- http:\/\/localhost:18789\//);
         assert.doesNotMatch(noGateway.stderr, /curl/);
         assert.match(line(noGateway.stdout, "startup"), /^ {2}✔ .*running the whole time/, "the container itself stayed up");

@@ -27,6 +27,38 @@ function plainStrings(v: unknown, out: string[] = []): string[] {
     return out;
 }
 
+/** The build-mode steps, in the runbook's order. */
+function buildSteps(run: ProgramRun) {
+    const named = (n: string) => run.resources.find((r) => r.name === n)!;
+    return {
+        image: find(run, "docker:index/image:Image"),
+        smoke: named("smoke-tests-smoke"),
+        push: named("registry-push"),
+        warm: find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine"),
+        version: find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion"),
+        instance: find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance"),
+    };
+}
+
+function assertDependsOn(r: RegisteredResource, on: RegisteredResource): void {
+    assert.ok(r.dependencies.includes(on.urn), `${r.name} does not depend on ${on.name}: ${r.dependencies.join(", ")}`);
+}
+
+/** Whether `from` waits for `to`, directly or through other resources (what the engine schedules by). */
+function reaches(run: ProgramRun, from: RegisteredResource, to: RegisteredResource): boolean {
+    const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+    const seen = new Set<string>();
+    const stack = [...from.dependencies];
+    while (stack.length) {
+        const urn = stack.pop()!;
+        if (urn === to.urn) return true;
+        if (seen.has(urn)) continue;
+        seen.add(urn);
+        stack.push(...(byUrn.get(urn)?.dependencies ?? []));
+    }
+    return false;
+}
+
 describe("the program under mocks", function () {
     this.timeout(120_000);
     let run: ProgramRun;
@@ -61,22 +93,41 @@ describe("the program under mocks", function () {
         assert.deepEqual(commands.map(parentType).sort(), ["kiloclaw:index:ImageValidation", "kiloclaw:index:RegistryPush"]);
     });
 
-    it("orders the steps image → validation → push → warm → worker version → instance", () => {
-        const image = find(run, "docker:index/image:Image");
-        const [smoke, push] = ["smoke-tests-smoke", "registry-push"].map((n) => run.resources.find((r) => r.name === n)!);
-        const warm = find(run, "pulumi-nodejs:dynamic/kiloclaw:WarmMachine");
-        const version = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerImageVersion");
-        const instance = find(run, "pulumi-nodejs:dynamic/kiloclaw:WorkerInstance");
-        const dependsOn = (r: RegisteredResource, on: RegisteredResource) =>
-            assert.ok(
-                r.dependencies.some((d) => d.endsWith(`::${on.name}`)),
-                `${r.name} does not depend on ${on.name}: ${r.dependencies.join(", ")}`,
-            );
-        dependsOn(smoke, image);
-        dependsOn(push, smoke);
-        dependsOn(warm, push);
-        dependsOn(version, warm);
-        dependsOn(instance, version);
+    it("pushes and warms beside the validation; the worker and the instance wait for both", () => {
+        const steps = buildSteps(run);
+        const { image, smoke, push, warm, version, instance } = steps;
+        assertDependsOn(smoke, image);
+        assertDependsOn(push, image);
+        assertDependsOn(warm, push);
+        assertDependsOn(version, warm);
+        assertDependsOn(version, smoke);
+        assertDependsOn(instance, version);
+        // Beside: neither waits for the other, however indirectly.
+        assert.ok(!reaches(run, push, smoke), "the push waits for the validation");
+        assert.ok(!reaches(run, warm, smoke), "the warm-up waits for the validation");
+        assert.ok(!reaches(run, smoke, push), "the validation waits for the push");
+        assert.ok(reaches(run, instance, smoke), "the instance does not wait for the validation");
+        // A failed validation names the tag that was pushed beside it (validation/cli.ts prints the note).
+        assert.equal(unwrapSecrets(smoke.inputs).environment.PUSHED_BESIDE, unwrapSecrets(push.inputs).environment.TARGET_IMAGE);
+    });
+
+    it("kiloclaw:strictOrder true: image → validation → push → warm → worker version → instance, one after another", async () => {
+        const strict = await runProgram({ config: { ...config, "kiloclaw:strictOrder": "true" }, secretKeys: Object.keys(SECRETS), stack: "alice" });
+        assert.equal(strict.error, undefined, strict.error);
+        const { image, smoke, push, warm, version, instance } = buildSteps(strict);
+        assertDependsOn(smoke, image);
+        assertDependsOn(push, smoke);
+        assertDependsOn(warm, push);
+        assertDependsOn(version, warm);
+        assertDependsOn(instance, version);
+        assert.ok(!reaches(strict, smoke, push), "the validation waits for the push");
+        assert.equal(unwrapSecrets(smoke.inputs).environment.PUSHED_BESIDE, undefined);
+        // Same resources as the default, only the edges differ; the preview's tree (one row per step's component, in the
+        // order they register) reads the same in both modes.
+        const components = (r: ProgramRun) => r.resources.filter((x) => !x.custom).map((x) => `${x.type}::${x.name}`);
+        const all = (r: ProgramRun) => r.resources.map((x) => `${x.type}::${x.name}`).sort();
+        assert.deepEqual(components(strict), components(run));
+        assert.deepEqual(all(strict), all(run));
     });
 
     it("builds linux/amd64 locally under a content-hash tag, and pushes that tag to the registry app", () => {
