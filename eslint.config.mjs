@@ -29,6 +29,12 @@ export default defineConfig(
         },
     },
     {
+        // scripts/ts-register.js runs before any TypeScript loader (Pulumi.yaml's nodeargs): CommonJS for node.
+        files: ["scripts/**/*.js"],
+        languageOptions: { sourceType: "commonjs", globals: { require: "readonly", module: "readonly", __dirname: "readonly", process: "readonly" } },
+        rules: { "@typescript-eslint/no-require-imports": "off" },
+    },
+    {
         // Providers require modules inside their methods on purpose: closure serialization then captures
         // `require("x")` calls instead of module objects it cannot serialize.
         files: ["dynamic-providers/**/*.ts"],

@@ -39,6 +39,9 @@ function ensurePassphrase(file: string): void {
     if (!fs.existsSync(file)) fs.writeFileSync(file, crypto.randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
 }
 
+/** Pulumi.yaml's runtime, as the engine runs the program for a developer (test/unit/lib.test.ts holds them equal). */
+export const PROGRAM_RUNTIME = { name: "nodejs", options: { typescript: false, nodeargs: "--require ./scripts/ts-register.js" } };
+
 /** The workspace of an engine directory (created on first use). */
 export async function rehearsalWorkspace(opts: Omit<RehearsalStackOptions, "stackName">): Promise<LocalWorkspace> {
     const projectDir = path.join(opts.dir, "project");
@@ -53,7 +56,7 @@ export async function rehearsalWorkspace(opts: Omit<RehearsalStackOptions, "stac
         secretsProvider: "passphrase",
         projectSettings: {
             name: "kiloclaw-rollout",
-            runtime: { name: "nodejs", options: { typescript: true } },
+            runtime: PROGRAM_RUNTIME,
             main: path.relative(projectDir, REPO),
         },
     });
