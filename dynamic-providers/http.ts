@@ -1,7 +1,7 @@
 // The one HTTP helper the clients share: undici with per-call timeouts, and undici's own
 // RetryAgent told what may be re-sent. The agent is made inside each call: providers that
 // use this module are serialized into the Pulumi state, where agents do not survive.
-import { Agent, Dispatcher, request, RetryAgent } from "undici";
+import type { Dispatcher } from "undici";
 
 export interface HttpRequest {
     method: "GET" | "POST" | "PUT" | "DELETE";
@@ -69,8 +69,17 @@ function isIdempotent(req: HttpRequest): boolean {
     return req.idempotent ?? req.method !== "POST";
 }
 
+/**
+ * undici, required on the first request: the serialized providers then load it only when they talk HTTP (a
+ * no-op preview's diffs do not; loading it costs ~0.1 CPU-second per dynamic-provider start).
+ */
+function undici(): typeof import("undici") {
+    return require("undici");
+}
+
 /** The dispatcher for one call: retries what this request allows, nothing else. */
 function retryingDispatcher(req: HttpRequest): Dispatcher {
+    const { Agent, RetryAgent } = undici();
     const idempotent = isIdempotent(req);
     return new RetryAgent(new Agent(), {
         // Hand the last answer back after the retries instead of throwing: callers explain it.
@@ -100,7 +109,7 @@ function networkError(req: HttpRequest, err: unknown): NetworkError {
 export async function requestJson(req: HttpRequest): Promise<HttpResponse> {
     const dispatcher = retryingDispatcher(req);
     try {
-        const res = await request(req.url, {
+        const res = await undici().request(req.url, {
             dispatcher,
             method: req.method,
             headers: {

@@ -2,6 +2,7 @@
 // process: load that text (as the engine's dynamic-provider host does) and
 // drive it against the emulators.
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
@@ -84,6 +85,20 @@ describe("serialized providers (the __provider text in the state)", function () 
             // PrebuiltImage talks to the docker CLI, not HTTP (test/integration/prebuilt-image.test.ts runs its text).
             if (t !== "PrebuiltImage") assert.match(text, /require\("undici[/"]/);
         }
+    });
+
+    it("loads no HTTP client at start: each provider requires undici on its first request", () => {
+        // As the dynamic-provider host starts on every preview: a fresh node evaluates each text (no request is made).
+        const file = path.join(kiloclawDir, "..", "provider-texts.json");
+        fs.writeFileSync(file, JSON.stringify(texts));
+        const script =
+            `const texts = require(${JSON.stringify(file)}); const load = require("require-from-string");` +
+            "for (const [t, text] of Object.entries(texts)) load(text, t + '.js').handler();" +
+            "console.log(Object.keys(require.cache).filter((f) => /[\\/]node_modules[\\/]undici[\\/]/.test(f)).length);";
+        const r = spawnSync("node", ["-e", script], { cwd: path.resolve(__dirname, "..", ".."), encoding: "utf8" });
+        fs.rmSync(file);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stdout.trim(), "0", "undici's modules were loaded with the provider texts");
     });
 
     it("runs the whole rollout from the deserialized providers", async () => {
