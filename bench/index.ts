@@ -4,6 +4,7 @@
 //
 //   npm run bench                      all four, then BENCHMARKS.md
 //   npm run bench -- --only 2          one of them (comma list ok); no BENCHMARKS.md unless --write
+//   npm run bench -- --only 6 --write  replaces only those sections of BENCHMARKS.md
 //   npm run bench -- --reps 5          repetitions for the timed comparisons (default 3)
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -11,6 +12,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { cleanupAll, installSignalCleanup } from "./cleanup";
 import { contextHashBenchmark } from "./context-hash";
+import { criticalPathBenchmark } from "./critical-path";
 import { flyWaitBenchmark } from "./fly-wait";
 import { noopBenchmark } from "./noop";
 import { previewBenchmark } from "./preview";
@@ -33,6 +35,7 @@ const BENCHMARKS: Array<{ id: number; title: string; run: (a: Args) => Promise<B
     { id: 4, title: "No-op second run", run: () => noopBenchmark() },
     { id: 5, title: "Fly wait: calls when Fly answers at once", run: () => flyWaitBenchmark() },
     { id: 6, title: "No-op preview vs an empty program", run: (a) => previewBenchmark({ reps: a.reps }) },
+    { id: 7, title: "A pin bump's rollout against its critical path", run: () => criticalPathBenchmark({ pushSeconds: 15 }) },
 ];
 
 function usage(message?: string): never {
@@ -102,6 +105,7 @@ function writeMarkdown(
     facts: Array<[string, string]>,
     started: Date,
     argv: string[],
+    partial: boolean,
 ): string {
     const command = `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`;
     const parts = [
@@ -112,6 +116,22 @@ function writeMarkdown(
     ];
     for (const f of failures) parts.push(`## ${f.id}. ${f.title}\n\nDid not complete: ${f.error.split("\n")[0]}`);
     const file = path.join(REPO_ROOT, "BENCHMARKS.md");
+    if (partial && fs.existsSync(file)) {
+        // Only the sections measured now change; each says how and when it was measured.
+        const sections = fs
+            .readFileSync(file, "utf8")
+            .trimEnd()
+            .split(/\n(?=## \d+\. )/);
+        const stamp = `Measured by \`${command}\` at ${started.toISOString()}, commit ${facts.find(([k]) => k === "commit")?.[1]}, load average at start ${facts.find(([k]) => k.startsWith("load"))?.[1]}.`;
+        for (const r of results) {
+            const md = resultMarkdown(r).replace(/\n\n/, `\n\n${stamp}\n\n`);
+            const at = sections.findIndex((sec) => sec.startsWith(`## ${r.id}. `));
+            if (at >= 0) sections[at] = md;
+            else sections.push(md);
+        }
+        fs.writeFileSync(file, sections.join("\n\n") + "\n");
+        return file;
+    }
     fs.writeFileSync(file, parts.join("\n\n") + "\n");
     return file;
 }
@@ -145,7 +165,7 @@ async function main(): Promise<void> {
     }
 
     if (args.write) {
-        const file = writeMarkdown(results, failures, facts, started, argv);
+        const file = writeMarkdown(results, failures, facts, started, argv, args.only !== undefined);
         console.log(`\nbench: wrote ${path.relative(process.cwd(), file) || file}`);
     } else {
         console.log("\nbench: --only given, BENCHMARKS.md left as it is (add --write to overwrite it)");
