@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
+import { PROGRAM_RUNTIME } from "../../sandbox/workspace";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fakeCheckout, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
@@ -85,6 +86,21 @@ describe("serialized providers (the __provider text in the state)", function () 
             // PrebuiltImage talks to the docker CLI, not HTTP (test/integration/prebuilt-image.test.ts runs its text).
             if (t !== "PrebuiltImage") assert.match(text, /require\("undici[/"]/);
         }
+    });
+
+    it("is the text the engine stores: Pulumi.yaml's loader serializes the same providers", function () {
+        this.timeout(300_000); // a second node runs the program (a cold transpile cache on a loaded machine: minutes)
+        const repo = path.resolve(__dirname, "..", "..");
+        const nodeargs = PROGRAM_RUNTIME.options.nodeargs.split(/\s+/);
+        const r = spawnSync("node", [...nodeargs, path.join(repo, "test", "provider-texts.ts")], {
+            cwd: repo,
+            encoding: "utf8",
+            env: { ...process.env, KILOCLAW_TEST_CONFIG: JSON.stringify(config) },
+        });
+        assert.equal(r.status, 0, r.stderr);
+        const engineTexts = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, string>;
+        assert.deepEqual(Object.keys(engineTexts).sort(), Object.keys(texts).sort());
+        for (const t of Object.keys(texts)) assert.ok(engineTexts[t] === texts[t], `${t}'s text differs under ${nodeargs.join(" ")}`);
     });
 
     it("loads no HTTP client at start: each provider requires undici on its first request", () => {
