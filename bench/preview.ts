@@ -230,7 +230,7 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
         notes: [
             "CPU: user + sys of `pulumi preview` and every process it waited for (the language host, node running the program, the dynamic-provider host, plugins), from bash's `times` in a wrapper around the CLI; wall: the Automation API call.",
             "Alternating runs (empty, then each loader) after one untimed warm-up preview each; the stack is destroyed and every temp dir, image and service removed afterwards.",
-            "Pulumi.yaml's loader previews with --expect-no-changes; the others' emit differs from the provider texts the state holds, so their preview proposes an update of those texts (same diffs otherwise).",
+            "Pulumi.yaml's loader previews with --expect-no-changes; the others preview without it: an emit that differs from the provider texts the state holds (swc's) proposes an update of those texts (same diffs otherwise).",
             `Load average during the runs: ${loadStart.map((l) => l.toFixed(1)).join(", ")} at the start, ${loadEnd.map((l) => l.toFixed(1)).join(", ")} at the end (2 cores, shared): CPU seconds are the figure to compare; wall time follows the load.`,
             "scripts/ts-register.js transpiles with the project's TypeScript (tsc's emit) and keeps the JavaScript by content; @pulumi/pulumi loads TypeScript anyway (its closure serializer parses functions with it), so that load is in the floor of any program with dynamic providers, not in the difference.",
         ],
