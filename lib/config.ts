@@ -30,6 +30,8 @@ export interface RawSettings {
     preflight?: boolean;
     warm?: boolean;
     publishImageVersion?: boolean;
+    /** The tag a worker without a read of its tag was restarted for (README, "Older workers must be restarted after a new tag"). */
+    workerRestartedForTag?: string;
     imageRef?: string;
     openclawVersion?: string;
     /** What `node --version` in the image must print; default: the Dockerfile's Node pin. */
@@ -65,6 +67,7 @@ export interface RolloutSettings {
     preflight: boolean;
     warm: boolean;
     publishImageVersion: boolean;
+    workerRestartedForTag?: string;
     openclawVersion: string;
     /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
     openclawPin?: string;
@@ -181,6 +184,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         preflight: raw.preflight ?? true,
         warm: raw.warm ?? true,
         publishImageVersion: raw.publishImageVersion ?? true,
+        workerRestartedForTag: raw.workerRestartedForTag,
         openclawVersion,
         openclawPin,
         expectedNodeVersion,
@@ -225,6 +229,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         preflight: cfg.getBoolean("preflight"),
         warm: cfg.getBoolean("warm"),
         publishImageVersion: cfg.getBoolean("publishImageVersion"),
+        workerRestartedForTag: cfg.get("workerRestartedForTag"),
         imageRef: cfg.get("imageRef"),
         openclawVersion: cfg.get("openclawVersion"),
         expectedNodeVersion: cfg.get("expectedNodeVersion"),
