@@ -190,6 +190,14 @@ export class WorkerEmulator extends Emulator {
         this.loadVars();
     }
 
+    /**
+     * A developer who restarts `pnpm start` after every `.dev.vars` edit (true), or one who does not (false):
+     * the worker then keeps the tag it read last and re-registers it on every request, as the real one does.
+     */
+    setReloadDevVarsOnRequest(on: boolean): void {
+        this.opts.reloadDevVarsOnRequest = on;
+    }
+
     /** Makes every machine's gateway answer the health probe, or never again. */
     setGateway(health: GatewayHealth): void {
         this.gatewayHealth = health;
