@@ -43,7 +43,7 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
             if (login.code !== 0) {
                 throw new Error(
                     `docker login ${registryServer} (user x, the Fly token) failed for pulling the prebuilt image: ${login.stderr}. ` +
-                        "Nothing was changed; the instance keeps running its current image. If the registry is down or unreachable, " +
+                        "Nothing was changed: a running instance keeps its current image. If the registry is down or unreachable, " +
                         "check your network and kiloclaw:registryServer; if it refused the token, make a fresh scoped token with " +
                         "`fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`. Then run `pulumi up` again.",
                 );
@@ -52,9 +52,13 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
         const pull = docker(["pull", "--platform", "linux/amd64", imageRef], { env });
         if (pull.code !== 0) {
             throw new Error(
-                `docker pull ${imageRef} failed: ${pull.stderr}. Nothing was changed; the instance keeps running its current image. ` +
+                `docker pull ${imageRef} failed: ${pull.stderr}. Nothing was changed: a running instance keeps its current image. ` +
                     "Check that kiloclaw:imageRef (`pulumi config get kiloclaw:imageRef`) names a tag that is in the registry " +
-                    `and that ${registryServer} is reachable, then run \`pulumi up\` again.`,
+                    `and that ${registryServer} is reachable` +
+                    (token
+                        ? ""
+                        : " (no Fly token is set, so the pull was anonymous: `pulumi config set --secret kiloclaw:flyApiToken <token>` or FLY_API_TOKEN in .dev.vars)") +
+                    ", then run `pulumi up` again.",
             );
         }
     } finally {
