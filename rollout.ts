@@ -128,6 +128,9 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
             publish: config.publishImageVersion,
             workerSettings: config.workerSettings,
             envLocalKeys: config.envLocalKeys,
+            userId: config.userId,
+            kilocodeApiKey: secrets.kilocodeApiKey,
+            workerRestartedForTag: config.workerRestartedForTag,
         },
         { dependsOn: [...(warm ? [warm] : pushed), ...(validated ? [validated] : [])] },
     );

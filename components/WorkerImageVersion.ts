@@ -18,6 +18,12 @@ export interface WorkerImageVersionArgs {
     workerRegistryApp: pulumi.Input<string>;
     /** Call publish-image-version on workers that have it. */
     publish?: pulumi.Input<boolean>;
+    /** The instance's user: the provider checks the worker will provision the new tag for it before the instance step runs. */
+    userId?: pulumi.Input<string>;
+    /** Sent with the current worker's config-only re-provision that reads back its tag (kept secret). */
+    kilocodeApiKey?: pulumi.Input<string>;
+    /** kiloclaw:workerRestartedForTag, for a worker that offers no read of its tag. */
+    workerRestartedForTag?: pulumi.Input<string>;
     /** Non-secret worker settings from .dev.vars, for the policy pack. */
     workerSettings?: pulumi.Input<Record<string, string>>;
     /** Names of the keys .env.development.local sets, for the policy pack. */
@@ -27,6 +33,7 @@ export interface WorkerImageVersionArgs {
 class WorkerImageVersionResource extends pulumi.dynamic.Resource {
     public readonly previousImageTag!: pulumi.Output<string | null>;
     public readonly published!: pulumi.Output<string>;
+    public readonly workerTagCheck!: pulumi.Output<string>;
 
     constructor(
         name: string,
@@ -36,7 +43,7 @@ class WorkerImageVersionResource extends pulumi.dynamic.Resource {
         super(
             workerImageVersionProvider,
             name,
-            { previousImageTag: undefined, published: undefined, ...props },
+            { previousImageTag: undefined, published: undefined, workerTagCheck: undefined, ...props },
             opts,
             DYNAMIC_MODULE,
             "WorkerImageVersion",
@@ -47,7 +54,8 @@ class WorkerImageVersionResource extends pulumi.dynamic.Resource {
 type FactInputs = { [K in keyof WorkerImageVersionFacts]: pulumi.Input<WorkerImageVersionFacts[K]> };
 
 /**
- * Points the worker at the new tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in .dev.vars, and publish-image-version.
+ * Points the worker at the new tag: FLY_IMAGE_TAG and OPENCLAW_VERSION in .dev.vars, and publish-image-version;
+ * then checks the worker's next provision will use it (the last step before the instance).
  * The facts only the policy pack reads are this component's own props (WorkerImageVersionFacts): the provider
  * never sees them, so editing them causes no provider work.
  */
@@ -57,6 +65,8 @@ export class WorkerImageVersion extends pulumi.ComponentResource {
     public readonly previousImageTag: pulumi.Output<string | null>;
     /** "published", "unsupported" (older worker) or "skipped". */
     public readonly published: pulumi.Output<string>;
+    /** How the worker's use of the tag was checked before the instance step (WorkerTagCheck). */
+    public readonly workerTagCheck: pulumi.Output<string>;
 
     constructor(name: string, args: WorkerImageVersionArgs, opts?: pulumi.ComponentResourceOptions) {
         const facts: FactInputs = {
@@ -78,13 +88,23 @@ export class WorkerImageVersion extends pulumi.ComponentResource {
                 imageDigest: args.imageDigest,
                 openclawVersion: args.openclawVersion,
                 publish: args.publish ?? true,
+                userId: args.userId,
+                kilocodeApiKey: args.kilocodeApiKey === undefined ? undefined : pulumi.secret(args.kilocodeApiKey),
+                workerRestartedForTag: args.workerRestartedForTag,
             },
-            { parent: this, dependsOn: opts?.dependsOn },
+            { parent: this, dependsOn: opts?.dependsOn, additionalSecretOutputs: ["kilocodeApiKey"] },
         );
         this.imageTag = pulumi.output(args.imageTag);
         this.previousImageTag = version.previousImageTag;
         this.published = version.published;
+        this.workerTagCheck = version.workerTagCheck;
         // Stack policies read a component's outputs: the facts go there too, under the same names.
-        this.registerOutputs({ ...facts, imageTag: this.imageTag, previousImageTag: this.previousImageTag, published: this.published });
+        this.registerOutputs({
+            ...facts,
+            imageTag: this.imageTag,
+            previousImageTag: this.previousImageTag,
+            published: this.published,
+            workerTagCheck: this.workerTagCheck,
+        });
     }
 }

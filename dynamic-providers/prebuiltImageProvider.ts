@@ -1,5 +1,6 @@
 // Prebuilt mode checks the image it rolls out, not a local file: pull it from the registry and run
-// `openclaw --version` in it, before anything downstream changes. A teammate's tag that carries a
+// `openclaw --version` in it, before anything downstream changes (a new imageRef replaces it
+// create-before-delete, so the old instance keeps running until every check has passed). A teammate's tag that carries a
 // different openclaw than this stack publishes stops the rollout here. It shells out to the docker
 // CLI, so prebuilt mode still needs no docker/command plugin. The registry login lives only in a
 // temporary DOCKER_CONFIG (token on stdin), removed on every exit, as scripts/push-image.sh does.
@@ -41,16 +42,23 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
             const login = docker(["login", "--username", "x", "--password-stdin", registryServer], { env, input: token, timeoutMs: 60_000 });
             if (login.code !== 0) {
                 throw new Error(
-                    `${registryServer} refused the Fly token (user x) for pulling the prebuilt image: ${login.stderr}. ` +
-                        "Make a fresh scoped token with `fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`.",
+                    `docker login ${registryServer} (user x, the Fly token) failed for pulling the prebuilt image: ${login.stderr}. ` +
+                        "Nothing was changed: a running instance keeps its current image. If the registry is down or unreachable, " +
+                        "check your network and kiloclaw:registryServer; if it refused the token, make a fresh scoped token with " +
+                        "`fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`. Then run `pulumi up` again.",
                 );
             }
         }
         const pull = docker(["pull", "--platform", "linux/amd64", imageRef], { env });
         if (pull.code !== 0) {
             throw new Error(
-                `docker pull ${imageRef} failed: ${pull.stderr}. Check kiloclaw:imageRef (\`pulumi config get kiloclaw:imageRef\`) ` +
-                    "names a tag that is in the registry.",
+                `docker pull ${imageRef} failed: ${pull.stderr}. Nothing was changed: a running instance keeps its current image. ` +
+                    "Check that kiloclaw:imageRef (`pulumi config get kiloclaw:imageRef`) names a tag that is in the registry " +
+                    `and that ${registryServer} is reachable` +
+                    (token
+                        ? ""
+                        : " (no Fly token is set, so the pull was anonymous: `pulumi config set --secret kiloclaw:flyApiToken <token>` or FLY_API_TOKEN in .dev.vars)") +
+                    ", then run `pulumi up` again.",
             );
         }
     } finally {
@@ -100,7 +108,9 @@ export const prebuiltImageProvider: pulumi.dynamic.ResourceProvider<PrebuiltImag
 
     async diff(_id: string, olds: PrebuiltImageOutputs, news: PrebuiltImageInputs): Promise<pulumi.dynamic.DiffResult> {
         const replaces = REPLACE_ON.filter((k) => olds[k] !== news[k]);
-        return { changes: replaces.length > 0 || olds.versionSource !== news.versionSource, replaces: [...replaces], deleteBeforeReplace: true };
+        // Create before delete: the new image is pulled and checked while everything downstream (the instance too) is
+        // untouched; a delete-before-replace here would make the engine delete every dependent first.
+        return { changes: replaces.length > 0 || olds.versionSource !== news.versionSource, replaces: [...replaces], deleteBeforeReplace: false };
     },
 
     async create(inputs: PrebuiltImageInputs): Promise<pulumi.dynamic.CreateResult<PrebuiltImageOutputs>> {

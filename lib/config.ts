@@ -31,6 +31,8 @@ export interface RawSettings {
     warm?: boolean;
     publishImageVersion?: boolean;
     strictOrder?: boolean;
+    /** The tag a worker without a read of its tag was restarted for (README, "Older workers must be restarted after a new tag"). */
+    workerRestartedForTag?: string;
     imageRef?: string;
     openclawVersion?: string;
     /** What `node --version` in the image must print; default: the Dockerfile's Node pin. */
@@ -68,6 +70,7 @@ export interface RolloutSettings {
     publishImageVersion: boolean;
     /** The runbook's sequence: push only after the validation passed (default: the push and warm-up run beside it). */
     strictOrder: boolean;
+    workerRestartedForTag?: string;
     openclawVersion: string;
     /** The Dockerfile's pin (absent for a prebuilt image without a Dockerfile). */
     openclawPin?: string;
@@ -185,6 +188,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         warm: raw.warm ?? true,
         publishImageVersion: raw.publishImageVersion ?? true,
         strictOrder: raw.strictOrder ?? false,
+        workerRestartedForTag: raw.workerRestartedForTag,
         openclawVersion,
         openclawPin,
         expectedNodeVersion,
@@ -230,6 +234,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         warm: cfg.getBoolean("warm"),
         publishImageVersion: cfg.getBoolean("publishImageVersion"),
         strictOrder: cfg.getBoolean("strictOrder"),
+        workerRestartedForTag: cfg.get("workerRestartedForTag"),
         imageRef: cfg.get("imageRef"),
         openclawVersion: cfg.get("openclawVersion"),
         expectedNodeVersion: cfg.get("expectedNodeVersion"),

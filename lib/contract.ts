@@ -62,11 +62,21 @@ export interface WorkerImageVersionInputs {
     openclawVersion: string;
     /** Call publish-image-version (an older worker without the route is fine). */
     publish: boolean;
+    /** The instance's user: before the instance is touched, the provider checks the worker will provision imageTag for it. */
+    userId?: string;
+    /** Secret. Sent with the current worker's config-only re-provision, which reads back the tag it tracks. */
+    kilocodeApiKey?: string;
+    /** kiloclaw:workerRestartedForTag: the developer restarted a worker that offers no read of its tag after .dev.vars named this tag. */
+    workerRestartedForTag?: string;
 }
+
+/** How the provider knows the worker's next provision uses the new tag (README, "Older workers must be restarted after a new tag"). */
+export type WorkerTagCheck = "pinned" | "read-back" | "already-running" | "no-instance" | "restart-confirmed" | "skipped";
 
 export interface WorkerImageVersionOutputs extends WorkerImageVersionInputs {
     previousImageTag: string | null;
     published: "published" | "unsupported" | "skipped";
+    workerTagCheck?: WorkerTagCheck;
 }
 
 /**

@@ -4,6 +4,7 @@
 import * as path from "node:path";
 import { FlyEmulator } from "./emulators/fly";
 import { WorkerEmulator } from "./emulators/worker";
+import { WorkerProfileName } from "./emulators/worker-profiles";
 
 export interface SandboxServicesOptions {
     /** host:port of the registry (user x, password = token). */
@@ -14,6 +15,8 @@ export interface SandboxServicesOptions {
     devVarsPath: string;
     flyPort?: number;
     workerPort?: number;
+    /** The worker generation to play (default "current"). */
+    workerProfile?: WorkerProfileName;
 }
 
 export interface SandboxServices {
@@ -30,6 +33,7 @@ export async function startSandboxServices(opts: SandboxServicesOptions): Promis
     });
     const worker = await WorkerEmulator.start({
         port: opts.workerPort,
+        profile: opts.workerProfile,
         devVarsPath: opts.devVarsPath,
         // wrangler dev rewrites .wrangler/state/ beside the Dockerfile on every request.
         kiloclawDir: path.dirname(opts.devVarsPath),

@@ -190,6 +190,14 @@ export class WorkerEmulator extends Emulator {
         this.loadVars();
     }
 
+    /**
+     * A developer who restarts `pnpm start` after every `.dev.vars` edit (true), or one who does not (false):
+     * the worker then keeps the tag it read last and re-registers it on every request, as the real one does.
+     */
+    setReloadDevVarsOnRequest(on: boolean): void {
+        this.opts.reloadDevVarsOnRequest = on;
+    }
+
     /** Makes every machine's gateway answer the health probe, or never again. */
     setGateway(health: GatewayHealth): void {
         this.gatewayHealth = health;
@@ -373,6 +381,13 @@ export class WorkerEmulator extends Emulator {
         this.vars = { ...fromFile, ...(this.opts.vars ?? {}) };
     }
 
+    // Which image the next provision uses, and what reads it (worker source, kiloclaw/): early (Kilo-Org
+    // d0ce2a8f) has no version registry: the machine image is the FLY_IMAGE_TAG read at start, and no route
+    // shows it. Current (evan-claw f64a77b6) resolves "latest" only inside provision (a re-provision of an
+    // existing instance is config-only and refreshes trackedImageTag, which status shows; envVars, secrets
+    // and channels are replaced by the request's). Newest (f26d7342) takes pinnedImageTag, and also has
+    // GET /versions/latest (not played here: the rollout pins). On all three the registration below runs on
+    // every request with the values read at start, so a worker that was not restarted undoes a publish.
     private registerVersionIfNeeded(): void {
         const version = this.vars.OPENCLAW_VERSION;
         const tag = this.vars.FLY_IMAGE_TAG;

@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { LocalRegistry } from "../../sandbox/docker";
 import { materializeCheckout } from "../../sandbox/fixtures/checkout";
+import { WorkerProfileName } from "../../sandbox/emulators/worker-profiles";
 import { SandboxServices, startSandboxServices } from "../../sandbox/services";
 
 export interface E2eWorld {
@@ -23,6 +24,8 @@ export interface E2eWorldOptions {
     gatewaySecret: string;
     /** More .dev.vars lines. */
     extraDevVars?: string[];
+    /** The worker generation (default "current"). */
+    workerProfile?: WorkerProfileName;
 }
 
 export async function startE2eWorld(opts: E2eWorldOptions): Promise<E2eWorld> {
@@ -40,6 +43,11 @@ export async function startE2eWorld(opts: E2eWorldOptions): Promise<E2eWorld> {
             "",
         ].join("\n"),
     );
-    const services = await startSandboxServices({ registryServer: opts.registry.server, token: opts.registry.token, devVarsPath });
+    const services = await startSandboxServices({
+        registryServer: opts.registry.server,
+        token: opts.registry.token,
+        devVarsPath,
+        workerProfile: opts.workerProfile,
+    });
     return { checkout, services };
 }

@@ -91,7 +91,7 @@ describe("prebuilt image check (real Docker and registry)", function () {
         const wrong = `wrong-${randomBytes(8).toString("hex")}`;
         const configsBefore = dockerConfigs();
         await assert.rejects((await provider(wrong)).create(inputs), (err: Error) => {
-            assert.match(err.message, /refused the Fly token/);
+            assert.match(err.message, /failed for pulling the prebuilt image.*fly tokens deploy/s);
             assert.ok(!err.message.includes(wrong), "the token is in the error");
             return true;
         });

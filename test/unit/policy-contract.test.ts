@@ -11,7 +11,7 @@ const ROOT = path.join(__dirname, "..", "..");
 const POLICY_DIR = path.join(ROOT, "policy");
 const CONTRACT = path.join(ROOT, "lib", "contract.ts");
 
-/** Every property the pack reads, by the interface that declares it. */
+/** Every property the pack reads, by the interface that declares it (`A+B`: renamed in both). */
 const READ_BY_THE_PACK: Array<[string, string]> = [
     ["WarmMachineInputs", "image"],
     ["WarmMachineInputs", "env"],
@@ -24,7 +24,8 @@ const READ_BY_THE_PACK: Array<[string, string]> = [
     ["WorkerImageVersionFacts", "envLocalKeys"],
     ["WorkerInstanceInputs", "userId"],
     ["WorkerInstanceInputs", "openclawVersion"],
-    ["WorkerInstanceInputs", "kilocodeApiKey"],
+    // Both resources that carry the key: the pack reads the name on either (policy/secrets.ts, SECRET_INPUT_NAMES).
+    ["WorkerInstanceInputs+WorkerImageVersionInputs", "kilocodeApiKey"],
     ["WorkerInstanceInputs", "expectedFlyAppName"],
     ["WorkerInstanceOutputs", "flyAppName"],
     ["WorkerInstanceOutputs", "gatewayToken"],
@@ -81,7 +82,7 @@ describe("the policy pack and the typed contract", function () {
 
     for (const [iface, prop] of READ_BY_THE_PACK) {
         it(`fails to compile when ${iface}.${prop} is renamed`, () => {
-            const errors = packErrors(renameProperty(original, iface, prop));
+            const errors = packErrors(iface.split("+").reduce((text, one) => renameProperty(text, one, prop), original));
             assert.ok(
                 errors.some((e) => e.includes(`"${prop}"`)),
                 `renaming ${iface}.${prop} left the pack compiling: ${errors.join("\n") || "(no errors)"}`,
