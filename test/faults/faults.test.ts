@@ -205,7 +205,7 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
         ));
 
     describe("origin and tunnel settings the policy pack can see", () => {
-        const USER = "faults-policy-user";
+        const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c02";
         const devVars = (extra: string[]) =>
             [
                 "INTERNAL_API_SECRET=faults-policy-internal",
