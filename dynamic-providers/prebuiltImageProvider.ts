@@ -6,6 +6,7 @@
 // child_process/fs/os are required inside functions: the provider is serialized into the state.
 import type * as pulumi from "@pulumi/pulumi";
 import type { PrebuiltImageInputs, PrebuiltImageOutputs } from "../lib/contract";
+import { loginFailureMessage } from "../lib/registryLogin";
 import { configureFromStack, stackAccess } from "./settings";
 
 interface DockerRun {
@@ -40,10 +41,9 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
         if (token) {
             const login = docker(["login", "--username", "x", "--password-stdin", registryServer], { env, input: token, timeoutMs: 60_000 });
             if (login.code !== 0) {
-                throw new Error(
-                    `${registryServer} refused the Fly token (user x) for pulling the prebuilt image: ${login.stderr}. ` +
-                        "Make a fresh scoped token with `fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`.",
-                );
+                // The cause from docker's error: a registry that is down is not a refused token.
+                const app = imageRef.slice(registryServer.length + 1).split(/[:@]/)[0] || "<app>";
+                throw new Error(loginFailureMessage(registryServer, app, login.stderr, "pulling the prebuilt image"));
             }
         }
         const pull = docker(["pull", "--platform", "linux/amd64", imageRef], { env });
