@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseDevVars } from "./devVars";
+import { consumedInputs } from "./dockerfileSources";
 import { dockerfileSyntaxProblems } from "./dockerfileSyntax";
 import { decodeInstanceId, devFlyAppName } from "./identity";
 import { findNodePin } from "./nodePin";
@@ -208,7 +209,16 @@ function collectSettings(
         } else if (dockerfileText !== undefined) {
             source = { kind: "build", context: kiloclawDir, dockerfile };
             // Syntax errors now, with the line, rather than minutes later inside `docker build`.
-            problems.push(...dockerfileSyntaxProblems(dockerfileText, dockerfilePath));
+            const syntax = dockerfileSyntaxProblems(dockerfileText, dockerfilePath);
+            problems.push(...syntax);
+            // A COPY/ADD source that is not in the context, with its line, before the first resource (checked on disk only).
+            if (syntax.length === 0 && readFile === readFileIfExists) {
+                try {
+                    consumedInputs(kiloclawDir, dockerfile);
+                } catch (err) {
+                    problems.push((err as Error).message);
+                }
+            }
         }
     }
     if (dockerfileText !== undefined && (source?.kind === "build" || !raw.openclawVersion)) {
