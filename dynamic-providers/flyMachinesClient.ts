@@ -177,10 +177,10 @@ async function destroyedError(api: FlyApi, app: string, id: string, image: strin
     const exit = events.find((e) => e.type === "exit");
     if (exit) return autoDestroyedError(app, id, image, exit.request?.exit_event?.exit_code);
     const destroy = events.find((e) => e.type === "destroy");
-    const by = destroy?.source ? `a destroy by "${destroy.source}"` : "no exit of its process";
+    const by = destroy?.source ? `a destroy by "${destroy.source}" and no exit of its process` : "no exit of its process";
     return new Error(
-        `The warm machine ${id} in ${app} was destroyed while waiting for "started", but not by its image: Fly's events show ${by} ` +
-            "and no exit. Someone or something else destroyed it (another `pulumi up` of this stack, `fly machine destroy`, a cleanup script). " +
+        `The warm machine ${id} in ${app} was destroyed while waiting for "started", but not by its image: Fly's events show ${by}. ` +
+            "Someone or something else destroyed it (another `pulumi up` of this stack, `fly machine destroy`, a cleanup script). " +
             `\`fly machines list --app ${app}\` shows what runs there; then run \`pulumi up\` again.`,
     );
 }
