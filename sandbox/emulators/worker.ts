@@ -258,7 +258,8 @@ export class WorkerEmulator extends Emulator {
         if (v.DEV_MODE !== "true") {
             // HYPERDRIVE is a binding wrangler always provides locally: treated as present.
             const missing = ["INTERNAL_API_SECRET", "GATEWAY_TOKEN_SECRET", "FLY_API_TOKEN"].filter((k) => !v[k]);
-            if (missing.length > 0) return { status: 503, body: { error: "Configuration error", missing } };
+            // The real body names nothing: `{"error":"Configuration error"}` (every generation).
+            if (missing.length > 0) return { status: 503, body: { error: "Configuration error" } };
         }
         if (!v.INTERNAL_API_SECRET) return { status: 500, body: { error: "Server configuration error" } };
         const key = req.headers["x-internal-api-key"];
@@ -270,10 +271,16 @@ export class WorkerEmulator extends Emulator {
         const route = `${req.method} ${req.path.slice("/api/platform".length)}`;
         switch (route) {
             case "POST /provision":
-                return this.withBody(req, validateProvisionBody, "provision", async (b) => ({
-                    status: 201,
-                    body: await this.queued(b.userId, () => this.provision(b)),
-                }));
+                // zod strips keys a schema does not have: only the generation with pinnedImageTag checks it.
+                return this.withBody(
+                    req,
+                    (b, zod) => validateProvisionBody(b, zod, p.pinnedImageTag),
+                    "provision",
+                    async (b) => ({
+                        status: 201,
+                        body: await this.queued(b.userId, () => this.provision(b)),
+                    }),
+                );
             case "POST /start":
                 return this.withBody(req, validateUserIdBody, "start", async (b) => {
                     // Newest: a start while one runs answers at once, starting nothing.

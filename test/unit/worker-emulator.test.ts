@@ -112,8 +112,8 @@ describe("WorkerEmulator", function () {
             for (const missing of ["INTERNAL_API_SECRET", "GATEWAY_TOKEN_SECRET", "FLY_API_TOKEN"]) {
                 const w = await startWorker({ vars: { [missing]: undefined } });
                 const r = await call(w, "GET", "status?userId=u");
-                assert.equal(r.status, 503, missing);
-                assert.equal(r.body.error, "Configuration error");
+                // The real worker names nothing (no `missing` list): Kilo-Org/cloud kiloclaw/src/index.ts.
+                assert.deepEqual(r, { status: 503, body: { error: "Configuration error" } }, missing);
             }
         });
     });
@@ -406,15 +406,37 @@ describe("WorkerEmulator", function () {
             const w = await startWorker();
             const latest = await call(w, "POST", "publish-image-version", { openclawVersion: "latest", imageTag: "x" });
             assert.deepEqual(latest, { status: 400, body: { error: '"latest" is reserved and cannot be used as a version' } });
+            // As the worker's parseBody answers: the field errors themselves are the details.
             const missing = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22" });
             assert.equal(missing.status, 400);
-            assert.equal(missing.body.error, "Invalid version entry");
-            assert.ok(missing.body.details.fieldErrors.imageTag);
+            assert.equal(missing.body.error, "Invalid request");
+            assert.ok(Array.isArray(missing.body.details.imageTag));
+            // The fields come first: "latest" with a missing tag is an invalid request.
+            const both = await call(w, "POST", "publish-image-version", { openclawVersion: "latest" });
+            assert.equal(both.body.error, "Invalid request");
+            // A variant outside the catalog fails the entry's schema: "Invalid version entry" with flatten()'s shape.
+            const variant = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x", variant: "arm" });
+            assert.equal(variant.body.error, "Invalid version entry");
+            assert.deepEqual(variant.body.details.formErrors, []);
+            assert.ok(Array.isArray(variant.body.details.fieldErrors.variant));
 
             const old = await startWorker({ profile: "early" });
             const r = await call(old, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x" });
             assert.deepEqual(r, { status: 401, body: { error: "Authentication required", hint: "No active session. Please log in." } });
         });
+    });
+
+    describe("provision keys a generation does not know", () => {
+        for (const profile of ["early", "current", "newest"] as const) {
+            it(`${profile}: pinnedImageTag 7 ${profile === "newest" ? "is a 400 (its schema has the field)" : "is ignored (zod strips unknown keys): 201"}`, async () => {
+                const w = await startWorker({ profile });
+                const r = await call(w, "POST", "provision", { userId: "u", pinnedImageTag: 7 });
+                if (profile === "newest") {
+                    assert.equal(r.status, 400);
+                    assert.ok(r.body.details.pinnedImageTag);
+                } else assert.equal(r.status, 201);
+            });
+        }
     });
 
     describe("gateway-token", () => {
