@@ -47,12 +47,15 @@ export interface WorkerEmulatorOptions {
     msPerSecond?: number;
     /** Extra time the Fly deletes of a destroy take, in ms (default 0), to widen the `destroying` window. */
     destroyDelayMs?: number;
-    /** The gateway of every machine: "healthy" answers the health probe, "crashed" never does (default "healthy"). */
+    /**
+     * The gateway of every machine: "healthy" answers the health probe, "crashed" never does (its controller reports
+     * the process crashed), "unreachable" has no controller answering either (default "healthy").
+     */
     gateway?: GatewayHealth;
     port?: number;
 }
 
-export type GatewayHealth = "healthy" | "crashed";
+export type GatewayHealth = "healthy" | "crashed" | "unreachable";
 
 export type InstanceStatus = "provisioned" | "starting" | "restarting" | "restoring" | "running" | "stopped" | "destroying";
 
@@ -800,7 +803,13 @@ export class WorkerEmulator extends Emulator {
     /** The gateway controller's own answer on the machine (`GET /_kilo/gateway/status`). */
     private async gatewayStatus(userId: string): Promise<JsonReply> {
         const rec = this.instances.get(userId);
-        if (!rec || !rec.flyMachineId) throw new WorkerError(NOT_PROVISIONED);
+        // The current worker's route passes the Durable Object's error through with its class name.
+        if (!rec || !rec.flyMachineId)
+            throw new WorkerError(this.profile.name === "current" ? `GatewayControllerError: ${NOT_PROVISIONED}` : NOT_PROVISIONED);
+        // The worker calls the machine's controller; when nothing answers it says so (500), it does not report a state.
+        if (this.gatewayHealth === "unreachable") {
+            throw new WorkerError(`GatewayControllerError: Gateway controller request failed: connect ECONNREFUSED (${rec.flyAppName}.fly.dev)`);
+        }
         const healthy = rec.status === "running" && this.gatewayHealth === "healthy";
         const state = healthy ? "running" : "crashed";
         const lastExit = healthy ? null : { code: 1, signal: null, at: new Date().toISOString() };

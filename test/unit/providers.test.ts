@@ -504,6 +504,14 @@ function describeWorkerInstance(profile: WorkerProfileName) {
             assert.equal(worker.instance(USER), undefined, "the instance the failed create left was not removed");
         });
 
+        it("reports the worker's own text when gateway/status answers 500 (its controller unreachable)", async () => {
+            worker.setGateway("unreachable");
+            if (profile === "early") return; // No gateway/status route.
+            const err = await rejects(instance.create(inputs({ timeoutSeconds: 2 })));
+            assert.match(err.message, /its gateway is not \(the worker answers 500 GatewayControllerError: Gateway controller request failed/);
+            assert.doesNotMatch(err.message, /no answer/);
+        });
+
         it("delete destroys through the worker and waits until the status is null; already gone is fine", async () => {
             const { id, outs } = await instance.create(inputs());
             await instance.delete(id, outs!);

@@ -426,6 +426,18 @@ describe("WorkerEmulator", function () {
         });
     });
 
+    describe("gateway/status when the worker cannot ask the machine", () => {
+        it("answers 500 GatewayControllerError when the controller is unreachable, and on current for an absent instance", async () => {
+            const w = await startWorker({ profile: "current", gateway: "unreachable" });
+            const absent = await call(w, "GET", "gateway/status?userId=nobody");
+            assert.deepEqual(absent, { status: 500, body: { error: "GatewayControllerError: Instance not provisioned" } });
+            await call(w, "POST", "provision", { userId: "u" });
+            const r = await call(w, "GET", "gateway/status?userId=u");
+            assert.equal(r.status, 500);
+            assert.match(r.body.error, /^GatewayControllerError: Gateway controller request failed/);
+        });
+    });
+
     describe("provision keys a generation does not know", () => {
         for (const profile of ["early", "current", "newest"] as const) {
             it(`${profile}: pinnedImageTag 7 ${profile === "newest" ? "is a 400 (its schema has the field)" : "is ignored (zod strips unknown keys): 201"}`, async () => {
