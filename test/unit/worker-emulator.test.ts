@@ -133,11 +133,14 @@ describe("WorkerEmulator", function () {
             assert.equal(bigMachine.status, 400);
             assert.equal(bigMachine.body.details.machineSize.length, 2);
 
-            // zod 4 wording from the current worker on, zod 3 before.
+            // zod 4 wording in every generation: the early worker (2026-02-20) already ships zod ^4.3.6.
             assert.equal((await call(w, "POST", "destroy", {})).body.details.userId[0], "Invalid input: expected string, received undefined");
             assert.match(bigMachine.body.details.machineSize.join("; "), /Too big: expected number to be <=8/);
             const early = await startWorker({ profile: "early" });
-            assert.equal((await call(early, "POST", "destroy", {})).body.details.userId[0], "Required");
+            assert.equal((await call(early, "POST", "destroy", {})).body.details.userId[0], "Invalid input: expected string, received undefined");
+            // It also counts an absent instance's env vars, secrets and channels as 0, not null.
+            const absent = (await call(early, "GET", "status?userId=nobody")).body;
+            assert.deepEqual([absent.envVarCount, absent.secretCount, absent.channelCount], [0, 0, 0]);
             assert.deepEqual(await call(w, "GET", "status"), { status: 400, body: { error: "userId query parameter is required" } });
             assert.equal(flyCalls(), 0);
         });
