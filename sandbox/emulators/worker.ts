@@ -765,6 +765,16 @@ export class WorkerEmulator extends Emulator {
             openclawVersion: rec?.openclawVersion ?? null,
             imageVariant: rec?.imageVariant ?? null,
             trackedImageTag: rec?.trackedImageTag ?? null,
+            // The newest worker's status carries more (its source's getStatus): the tracked digest and per-user settings.
+            ...(p.debugStatusRoute
+                ? {
+                      trackedImageDigest: [...this.kv.values()].find((e) => e.imageTag === rec?.trackedImageTag)?.imageDigest ?? null,
+                      googleConnected: false,
+                      gmailNotificationsEnabled: false,
+                      execSecurity: null,
+                      execAsk: null,
+                  }
+                : {}),
         };
     }
 
@@ -795,6 +805,10 @@ export class WorkerEmulator extends Emulator {
             lastMetadataRecoveryAt: rec?.lastMetadataRecoveryAt ?? null,
             lastLiveCheckAt: rec?.lastLiveCheckAt ?? null,
             lastDestroyErrorMessage: rec?.lastDestroyError ?? null,
+            // Which Fly delete failed last: the machine's goes first, so a pending machine means it was that one.
+            lastDestroyErrorOp: rec?.lastDestroyError ? (rec.pendingDestroyMachineId ? "machine" : "volume") : null,
+            // The emulator keeps its retry timer outside the record: no alarm time to show.
+            alarmScheduledAt: null,
             lastStartErrorMessage: rec?.lastStartErrorMessage ?? null,
             lastStartErrorAt: rec?.lastStartErrorAt ?? null,
         };

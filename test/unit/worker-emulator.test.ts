@@ -429,6 +429,20 @@ describe("WorkerEmulator", function () {
         });
     });
 
+    describe("the newest status and debug-status carry the real fields", () => {
+        it("trackedImageDigest and the settings in status; alarmScheduledAt and lastDestroyErrorOp in debug-status; not on current", async () => {
+            const newest = await startWorker({ profile: "newest" });
+            await call(newest, "POST", "provision", { userId: "u" });
+            const s = (await call(newest, "GET", "status?userId=u")).body;
+            for (const key of ["trackedImageDigest", "googleConnected", "gmailNotificationsEnabled", "execSecurity", "execAsk"])
+                assert.ok(key in s, key);
+            const d = (await call(newest, "GET", "debug-status?userId=u")).body;
+            for (const key of ["alarmScheduledAt", "lastDestroyErrorOp", "trackedImageDigest"]) assert.ok(key in d, key);
+            const current = await startWorker({ profile: "current" });
+            assert.ok(!("trackedImageDigest" in (await call(current, "GET", "status?userId=u")).body));
+        });
+    });
+
     describe("gateway/status when the worker cannot ask the machine", () => {
         it("answers 500 GatewayControllerError when the controller is unreachable, and on current for an absent instance", async () => {
             const w = await startWorker({ profile: "current", gateway: "unreachable" });
