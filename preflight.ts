@@ -9,7 +9,7 @@
 // `kiloclaw:preflight false` turns it off.
 import { spawnSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
-import { isNetworkError, requestJson } from "./dynamic-providers/http";
+import { isNetworkError, requestJson, summarizeText } from "./dynamic-providers/http";
 import { workerDownMessage } from "./dynamic-providers/platformClient";
 import type { RolloutConfig } from "./lib/config";
 import { flyAuthorizationHeader } from "./lib/flyAuth";
@@ -36,10 +36,16 @@ export interface PreflightCheck {
 }
 
 /** One GET, no retry: an answer (any status) or the network error's code. */
-async function get(url: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; text: string } | { error: string }> {
+async function get(
+    url: string,
+    headers: Record<string, string>,
+    timeoutMs: number,
+): Promise<{ status: number; text: string; json: boolean } | { error: string }> {
     try {
         const res = await requestJson({ method: "GET", url, headers, timeoutMs, attempts: 1 });
-        return { status: res.status, text: (typeof res.body === "string" ? res.body : JSON.stringify(res.body ?? "")).slice(0, 200) };
+        // A body that is not JSON (a proxy's HTML error page) is summed up in one line.
+        const json = typeof res.body !== "string";
+        return { status: res.status, text: json ? JSON.stringify(res.body ?? "").slice(0, 200) : summarizeText(res.body as string), json };
     } catch (err) {
         if (isNetworkError(err)) return { error: err.code };
         throw err;
@@ -67,6 +73,17 @@ async function checkWorker(t: PreflightTarget, timeoutMs: number): Promise<Prefl
         };
     }
     // 404 "Instance not provisioned" is an answer too: the key was accepted.
+    if (res.status >= 500 && !res.json) {
+        // Not the worker's JSON: something in front of it (a proxy, another server on the port) answered.
+        return {
+            service: "worker",
+            ok: false,
+            detail: `${url.split("?")[0]} answered ${res.status} with ${res.text}`,
+            fix:
+                "that is not the worker's own answer: check kiloclaw:workerUrl points at the worker itself (the address `pnpm start` prints), " +
+                "not a proxy in front of it, and that the worker runs",
+        };
+    }
     if (res.status >= 500) {
         return {
             service: "worker",

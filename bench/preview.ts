@@ -146,7 +146,7 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
     stack.workspace.envVars.XDG_CACHE_HOME = path.join(work, "cache");
     await stack.setAllConfig({
         "kiloclaw:kiloclawDir": { value: checkout },
-        "kiloclaw:userId": { value: "bench-preview-user" },
+        "kiloclaw:userId": { value: "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c11" },
         "kiloclaw:imageRef": { value: ref },
         "kiloclaw:workerUrl": { value: services.worker.url },
         "kiloclaw:flyApiUrl": { value: services.fly.url },

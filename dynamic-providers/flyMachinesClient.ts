@@ -58,12 +58,12 @@ function machinePath(app: string, id?: string): string {
 }
 
 /** An error for an unexpected Fly answer, with the next step where there is one. */
-export function flyError(what: string, res: HttpResponse): Error {
+export function flyError(what: string, res: HttpResponse, app?: string): Error {
     const requestId = res.headers["fly-request-id"] ? ` [fly-request-id ${res.headers["fly-request-id"]}]` : "";
     const detail = `${what} failed (${res.status}): ${errorText(res.body)}${requestId}.`;
     if (res.status === 401 || res.status === 403) {
         return new Error(
-            `${detail} Fly refused the API token. Make a scoped one with \`fly tokens deploy --app <app>\` (or \`fly tokens org <org>\`) ` +
+            `${detail} Fly refused the API token. Make a scoped one with \`fly tokens deploy --app ${app ?? "<app>"}\` (or \`fly tokens org <org>\`) ` +
                 "and set it: `pulumi config set --secret kiloclaw:flyApiToken <token>` (or FLY_API_TOKEN in .dev.vars).",
         );
     }
@@ -93,7 +93,7 @@ export async function createMachine(api: FlyApi, app: string, req: MachineCreate
                     "Nothing was left behind: run `pulumi up` again.",
             );
         }
-        if (res.status !== 200 && res.status !== 201) throw flyError(`Creating a machine in ${app}`, res);
+        if (res.status !== 200 && res.status !== 201) throw flyError(`Creating a machine in ${app}`, res, app);
         return res.body as FlyMachine;
     }
 }
@@ -102,7 +102,7 @@ export async function createMachine(api: FlyApi, app: string, req: MachineCreate
 export async function getMachine(api: FlyApi, app: string, id: string): Promise<FlyMachine | undefined> {
     const res = await call(api, { method: "GET", path: machinePath(app, id) });
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw flyError(`Reading machine ${id}`, res);
+    if (res.status !== 200) throw flyError(`Reading machine ${id}`, res, app);
     return res.body as FlyMachine;
 }
 
@@ -113,7 +113,7 @@ export async function listMachines(api: FlyApi, app: string, metadata: Record<st
         .join("&");
     const res = await call(api, { method: "GET", path: `${machinePath(app)}${query ? `?${query}` : ""}` });
     if (res.status === 404) return [];
-    if (res.status !== 200) throw flyError(`Listing machines of ${app}`, res);
+    if (res.status !== 200) throw flyError(`Listing machines of ${app}`, res, app);
     const machines = (res.body as FlyMachine[]) ?? [];
     // Filter here too: not every Fly version honours the metadata filter.
     return machines.filter((m) => Object.entries(metadata).every(([k, v]) => m.config?.metadata?.[k] === v));
@@ -131,7 +131,7 @@ async function waitCall(api: FlyApi, app: string, id: string, state: string, tim
     if (res.status === 200) return "reached";
     if (res.status === 408) return "timeout";
     if (res.status === 404) return "gone";
-    throw flyError(`Waiting for machine ${id} to be ${state}`, res);
+    throw flyError(`Waiting for machine ${id} to be ${state}`, res, app);
 }
 
 export interface WaitForStartedOptions {
@@ -151,10 +151,45 @@ export interface WaitOutcome {
     lastState: string;
 }
 
-/** The machine's process exited and auto_destroy removed it: more waiting cannot help. */
-function autoDestroyedError(app: string, id: string, image: string): Error {
+/** One entry of a machine's `events` (newest first), as Fly keeps them. */
+export interface MachineEvent {
+    type?: string;
+    status?: string;
+    source?: string;
+    timestamp?: number;
+    request?: { exit_event?: { exit_code?: number } };
+}
+
+/** The events Fly kept for a machine, a destroyed one too (`include_deleted`); [] when Fly shows none. */
+export async function machineEvents(api: FlyApi, app: string, id: string): Promise<MachineEvent[]> {
+    const res = await call(api, { method: "GET", path: `${machinePath(app)}?include_deleted=true` });
+    if (res.status !== 200 || !Array.isArray(res.body)) return [];
+    const machine = (res.body as Array<FlyMachine & { events?: MachineEvent[] }>).find((m) => m.id === id);
+    return machine?.events ?? [];
+}
+
+/**
+ * The machine was destroyed during the wait. The image is blamed only when Fly's events show its
+ * process exited (auto_destroy then removes it); otherwise someone else destroyed it.
+ */
+async function destroyedError(api: FlyApi, app: string, id: string, image: string): Promise<Error> {
+    const events = await machineEvents(api, app, id).catch(() => [] as MachineEvent[]);
+    const exit = events.find((e) => e.type === "exit");
+    if (exit) return autoDestroyedError(app, id, image, exit.request?.exit_event?.exit_code);
+    const destroy = events.find((e) => e.type === "destroy");
+    const by = destroy?.source ? `a destroy by "${destroy.source}" and no exit of its process` : "no exit of its process";
     return new Error(
-        `The warm machine ${id} in ${app} was destroyed while waiting for "started": the image's process exited, and Fly destroys a ` +
+        `The warm machine ${id} in ${app} was destroyed while waiting for "started", but not by its image: Fly's events show ${by}. ` +
+            "Someone or something else destroyed it (another `pulumi up` of this stack, `fly machine destroy`, a cleanup script). " +
+            `\`fly machines list --app ${app}\` shows what runs there; then run \`pulumi up\` again.`,
+    );
+}
+
+/** The machine's process exited and auto_destroy removed it: more waiting cannot help. */
+function autoDestroyedError(app: string, id: string, image: string, exitCode?: number): Error {
+    const code = exitCode === undefined ? "" : ` (exit code ${exitCode})`;
+    return new Error(
+        `The warm machine ${id} in ${app} was destroyed while waiting for "started": the image's process exited${code}, and Fly destroys a ` +
             `machine with auto_destroy (restart "no") when it does. See why: \`fly logs --app ${app} --no-tail\`; reproduce locally with ` +
             `the runbook's \`docker run --rm -e KILOCODE_API_KEY=test-key -e OPENCLAW_GATEWAY_TOKEN=test-token ${image} ` +
             `bash -c 'bash -x /usr/local/bin/start-openclaw.sh 2>&1 | head -50'\`. Fix the image, then run \`pulumi up\` again.`,
@@ -185,11 +220,11 @@ export async function waitForStarted(api: FlyApi, app: string, id: string, opts:
         previousCallAt = Date.now();
         const answer = await waitCall(api, app, id, "started", Math.min(opts.waitSeconds, remaining));
         if (answer === "reached") return { reached: true, timeouts, lastState: "started" };
-        if (answer === "gone") throw autoDestroyedError(app, id, opts.image);
+        if (answer === "gone") throw await destroyedError(api, app, id, opts.image);
         timeouts++;
         const machine = await getMachine(api, app, id);
         lastState = machine?.state ?? "destroyed";
-        if (lastState === "destroyed" || lastState === "destroying") throw autoDestroyedError(app, id, opts.image);
+        if (lastState === "destroyed" || lastState === "destroying") throw await destroyedError(api, app, id, opts.image);
         if (lastState === "failed") throw failedError(app, id, opts.image);
     }
 }
@@ -205,5 +240,5 @@ export async function waitForDestroyed(api: FlyApi, app: string, id: string, tim
 /** Destroys a machine, killing it if it runs; a machine that is already gone counts as destroyed. */
 export async function destroyMachine(api: FlyApi, app: string, id: string): Promise<void> {
     const res = await call(api, { method: "DELETE", path: `${machinePath(app, id)}?force=true` });
-    if (res.status !== 200 && res.status !== 202 && res.status !== 404) throw flyError(`Destroying machine ${id}`, res);
+    if (res.status !== 200 && res.status !== 202 && res.status !== 404) throw flyError(`Destroying machine ${id}`, res, app);
 }

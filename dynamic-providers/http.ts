@@ -27,6 +27,8 @@ export interface HttpResponse {
     status: number;
     body: unknown;
     headers: Record<string, string>;
+    /** The URL asked, for messages about an answer that is not the service's own (a proxy's HTML page). */
+    url?: string;
 }
 
 /** Statuses that say the server did not process the request (502 only for idempotent requests: a proxy may have passed it on). */
@@ -133,7 +135,7 @@ export async function requestJson(req: HttpRequest): Promise<HttpResponse> {
             if (typeof v === "string") headers[k] = v;
             else if (Array.isArray(v)) headers[k] = v.join(", ");
         }
-        return { status: res.statusCode, body, headers };
+        return { status: res.statusCode, body, headers, url: req.url };
     } catch (err) {
         throw networkError(req, err);
     } finally {
@@ -141,9 +143,24 @@ export async function requestJson(req: HttpRequest): Promise<HttpResponse> {
     }
 }
 
-/** The `error` field of a JSON error body, or the raw text. */
+/** The `error` field of a JSON error body, or a one-line summary of a text body. */
 export function errorText(body: unknown): string {
     if (body && typeof body === "object" && "error" in body) return String((body as { error: unknown }).error);
-    if (typeof body === "string") return body.slice(0, 300);
+    if (typeof body === "string") return summarizeText(body);
     return JSON.stringify(body ?? null);
+}
+
+/** One line for a body that is not JSON: an HTML page by its title (a proxy's error page), other text collapsed and cut. */
+export function summarizeText(text: string): string {
+    if (/<(?:!doctype|html|head|body|title)\b/i.test(text)) {
+        const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1]?.replace(/\s+/g, " ").trim();
+        const words = text
+            .replace(/<(script|style)[\s\S]*?<\/\1>/gi, " ")
+            .replace(/<[^>]*>/g, " ")
+            .replace(/\s+/g, " ")
+            .trim();
+        return `an HTML page (${JSON.stringify((title || words).slice(0, 100))}), not the service's JSON`;
+    }
+    const line = text.replace(/\s+/g, " ").trim();
+    return line.length > 160 ? `${line.slice(0, 160)}…` : line;
 }

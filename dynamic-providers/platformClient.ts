@@ -108,6 +108,12 @@ export function workerError(what: string, res: HttpResponse): Error {
             `${detail}: this worker has no such route (an older generation). Update cloud/kiloclaw, restart \`pnpm start\`, then run \`pulumi up\` again.`,
         );
     }
+    if (res.status >= 500 && typeof res.body === "string") {
+        return new Error(
+            `${what} failed (${res.status} from ${res.url?.split("?")[0] ?? "the worker"}: ${text}): that is not the worker's own answer. ` +
+                "Check kiloclaw:workerUrl points at the worker itself (the address `pnpm start` prints), not a proxy in front of it, then run `pulumi up` again.",
+        );
+    }
     if (res.status >= 500) {
         return new Error(`${detail}: the worker failed; its log (the \`pnpm start\` terminal) shows why. Fix that, then run \`pulumi up\` again.`);
     }
@@ -179,13 +185,17 @@ export async function getDebugStatus(api: WorkerApi, userId: string): Promise<De
     throw workerError(`Reading the debug status of ${userId}`, res);
 }
 
-/** The gateway process state on the machine ("running" when it serves), or undefined while the worker cannot say. */
-export async function getGatewayState(api: WorkerApi, userId: string): Promise<string | undefined> {
+/**
+ * The gateway process state on the machine ("running" when it serves); while the worker cannot say,
+ * no state, and on a 5xx the worker's own text (e.g. "GatewayControllerError: …") for the message.
+ */
+export async function getGatewayState(api: WorkerApi, userId: string): Promise<{ state?: string; workerSays?: string }> {
     const res = await call(api, "GET", `gateway/status?userId=${encodeURIComponent(userId)}`);
     const state = (res.body as { state?: unknown } | undefined)?.state;
-    if (res.status === 200 && typeof state === "string") return state;
+    if (res.status === 200 && typeof state === "string") return { state };
     if (res.status === 403 || isNoSuchRoute(res)) throw workerError(`Reading the gateway status of ${userId}`, res);
-    return undefined;
+    if (res.status >= 500) return { workerSays: `${res.status} ${errorText(res.body)}` };
+    return {};
 }
 
 export async function getGatewayToken(api: WorkerApi, userId: string): Promise<string | undefined> {

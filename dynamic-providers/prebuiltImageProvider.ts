@@ -7,6 +7,7 @@
 // child_process/fs/os are required inside functions: the provider is serialized into the state.
 import type * as pulumi from "@pulumi/pulumi";
 import type { PrebuiltImageInputs, PrebuiltImageOutputs } from "../lib/contract";
+import { loginFailureMessage } from "../lib/registryLogin";
 import { configureFromStack, stackAccess } from "./settings";
 
 interface DockerRun {
@@ -41,11 +42,11 @@ function pullWithTemporaryLogin(imageRef: string, registryServer: string, token:
         if (token) {
             const login = docker(["login", "--username", "x", "--password-stdin", registryServer], { env, input: token, timeoutMs: 60_000 });
             if (login.code !== 0) {
+                // The cause from docker's error: a registry that is down is not a refused token.
+                const app = imageRef.slice(registryServer.length + 1).split(/[:@]/)[0] || "<app>";
                 throw new Error(
-                    `docker login ${registryServer} (user x, the Fly token) failed for pulling the prebuilt image: ${login.stderr}. ` +
-                        "Nothing was changed: a running instance keeps its current image. If the registry is down or unreachable, " +
-                        "check your network and kiloclaw:registryServer; if it refused the token, make a fresh scoped token with " +
-                        "`fly tokens deploy --app <app>` and `pulumi config set --secret kiloclaw:flyApiToken <token>`. Then run `pulumi up` again.",
+                    `${loginFailureMessage(registryServer, app, login.stderr, "pulling the prebuilt image")} ` +
+                        "Nothing was changed: a running instance keeps its current image.",
                 );
             }
         }

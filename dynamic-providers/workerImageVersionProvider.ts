@@ -121,10 +121,16 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
     }
     const updated = updateDevVars(text, { FLY_IMAGE_TAG: inputs.imageTag, OPENCLAW_VERSION: inputs.openclawVersion });
     if (updated !== text) {
-        // Write beside and rename, so the worker never reads half a file.
-        const tmp = `${inputs.devVarsPath}.kiloclaw-rollout-${process.pid}.tmp`;
-        fs.writeFileSync(tmp, updated, { mode: fs.statSync(inputs.devVarsPath).mode });
-        fs.renameSync(tmp, inputs.devVarsPath);
+        // Write beside the real file and rename, so the worker never reads half a file; a symlinked
+        // .dev.vars stays a link and its target is what changes.
+        const target = fs.realpathSync(inputs.devVarsPath);
+        const tmp = `${target}.kiloclaw-rollout-${process.pid}.tmp`;
+        try {
+            fs.writeFileSync(tmp, updated, { mode: fs.statSync(target).mode });
+            fs.renameSync(tmp, target);
+        } finally {
+            fs.rmSync(tmp, { force: true });
+        }
     }
     // After .dev.vars names the tag: a restart the check asks for makes the worker read it.
     const workerTagCheck = await checkWorkerWillUseTag(inputs);

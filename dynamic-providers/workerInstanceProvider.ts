@@ -103,6 +103,8 @@ interface StartRun {
     clock: Clock;
     provisions: number;
     skippedCooldown: boolean;
+    /** A start refused with no machine was tried once more (workers without debug-status). */
+    retriedStart?: boolean;
 }
 
 async function provisionInstance(run: StartRun): Promise<void> {
@@ -178,6 +180,8 @@ async function startInstance(run: StartRun, s: platform.InstanceStatus, skipCool
             run.skippedCooldown = true;
             return startInstance(run, s, true);
         }
+        // The start that skipped the cooldown failed as well: no cooldown holds it back, the worker's reason does.
+        if (ours) throw await startError(run, `Starting the instance of ${run.inputs.userId} (skipping the cooldown)`, res, debug);
         const minutes = Math.ceil((cooldownEnd(debug) - Date.now()) / 60_000);
         throw new Error(
             `The worker refuses to start ${run.inputs.userId} for about ${minutes} more minute(s): an earlier start failed before a machine ` +
@@ -189,6 +193,11 @@ async function startInstance(run: StartRun, s: platform.InstanceStatus, skipCool
     const state = await machineState(debug ?? (await platform.getStatus(worker(), run.inputs.userId)));
     if (state === "failed") throw machineFailedError(run.inputs, s.flyAppName ?? run.inputs.expectedFlyAppName, 'Fly state "failed"');
     if (state !== undefined && state !== "destroyed") return false;
+    // A worker without debug-status has no cooldown to consult: a refusal with no machine (Fly refused a create once) gets one more start.
+    if (!run.caps.debugStatus && !run.retriedStart) {
+        run.retriedStart = true;
+        return false;
+    }
     throw await startError(run, `Starting the instance of ${run.inputs.userId}`, res, debug);
 }
 
@@ -240,15 +249,16 @@ async function verifyImage(inputs: WorkerInstanceInputs, s: platform.InstanceSta
 /** After `running`: the gateway must answer (the worker marks `running` even when its own probe timed out). */
 async function waitForGateway(inputs: WorkerInstanceInputs, s: platform.InstanceStatus, clock: Clock): Promise<string> {
     let state: string | undefined;
+    let workerSays: string | undefined;
     for (;;) {
-        state = await platform.getGatewayState(worker(), inputs.userId);
+        ({ state, workerSays } = await platform.getGatewayState(worker(), inputs.userId));
         if (state === "running") return state;
         if (Date.now() >= clock.deadline) break;
         await pause(inputs);
     }
     const app = s.flyAppName ?? inputs.expectedFlyAppName;
     throw new Error(
-        `The instance of ${inputs.userId} is "running" but its gateway is not (${state ? `state "${state}"` : "no answer"}) after ${inputs.timeoutSeconds}s ` +
+        `The instance of ${inputs.userId} is "running" but its gateway is not (${state ? `state "${state}"` : workerSays ? `the worker answers ${workerSays}` : "no answer"}) after ${inputs.timeoutSeconds}s ` +
             `(the runbook's "Can't access gateway"): \`fly status --app ${app}\` shows whether the machine runs, and ` +
             `\`fly ssh console --app ${app} -C "curl -s http://localhost:18789/"\` whether the gateway answers inside it. ` +
             "Fix the image (or raise kiloclaw:instanceTimeoutSeconds for a slow start), then run `pulumi up` again.",

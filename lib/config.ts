@@ -4,6 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseDevVars } from "./devVars";
+import { consumedInputs } from "./dockerfileSources";
+import { dockerfileSyntaxProblems } from "./dockerfileSyntax";
 import { decodeInstanceId, devFlyAppName } from "./identity";
 import { findNodePin } from "./nodePin";
 import { parseOpenclawPin } from "./openclawPin";
@@ -85,9 +87,36 @@ export interface RolloutSettings {
     smokeGatewaySeconds: number;
 }
 
+/** A file's text, or undefined when it does not exist; any other failure (EACCES, EISDIR) throws. */
 export type ReadFile = (file: string) => string | undefined;
 
 export const readFileIfExists: ReadFile = (file) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined);
+
+/** What is at a path, for the kiloclawDir check. */
+export type PathKind = (file: string) => "directory" | "file" | "missing";
+
+export const pathKindOnDisk: PathKind = (file) => {
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    return !stat ? "missing" : stat.isDirectory() ? "directory" : "file";
+};
+
+/** Every problem with the stack's settings, as one error without a stack trace (Pulumi prints a RunError's message only). */
+export class ConfigurationError extends pulumi.RunError {
+    constructor(readonly problems: string[]) {
+        super(`kiloclaw-rollout configuration (nothing was changed):\n  - ${problems.join("\n  - ")}`);
+    }
+}
+
+/** Kilo user ids are UUIDs (the Cloud app creates them with randomUUID). */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A read failure as a sentence that names the path and the fix. */
+function fileProblem(file: string, err: unknown, fix: string): string {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (code === "EACCES" || code === "EPERM") return `${file} cannot be read (permission denied): \`chmod u+r ${file}\`, or ${fix}.`;
+    if (code === "EISDIR") return `${file} is a directory, not a file: ${fix}.`;
+    return `${file} cannot be read (${code ?? (err as Error)?.message}): ${fix}.`;
+}
 
 function positive(name: string, value: number | undefined, fallback: number, problems: string[]): number {
     if (value === undefined) return fallback;
@@ -95,25 +124,70 @@ function positive(name: string, value: number | undefined, fallback: number, pro
     return value;
 }
 
-/** Resolves settings from config and the checkout's files; throws one error listing every problem. */
-export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileIfExists): RolloutSettings {
+/** Resolves settings from config and the checkout's files; throws one ConfigurationError listing every problem. */
+export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileIfExists, pathKind?: PathKind): RolloutSettings {
+    const { settings, problems } = collectSettings(raw, readFile, pathKind);
+    if (problems.length) throw new ConfigurationError(problems);
+    return settings;
+}
+
+/**
+ * The settings and every problem found, in one pass. A problem is reported once, at its cause: a wrong
+ * kiloclawDir is not also reported as a missing .dev.vars and Dockerfile, a missing .dev.vars not also
+ * as a registry app the worker does not use. `pathKind` defaults to the disk when `readFile` does.
+ */
+function collectSettings(
+    raw: RawSettings,
+    readFile: ReadFile,
+    pathKind: PathKind = readFile === readFileIfExists ? pathKindOnDisk : () => "directory",
+): { settings: RolloutSettings; problems: string[]; devVarsRead: boolean } {
     const problems: string[] = [];
-    if (!raw.kiloclawDir) problems.push("kiloclaw:kiloclawDir is not set: `pulumi config set kiloclaw:kiloclawDir /path/to/cloud/kiloclaw`.");
+    const setDir = "`pulumi config set kiloclaw:kiloclawDir /path/to/cloud/kiloclaw`";
+    if (!raw.kiloclawDir) problems.push(`kiloclaw:kiloclawDir is not set: ${setDir}.`);
     const kiloclawDir = path.resolve(raw.kiloclawDir ?? ".");
+    const dirKind = raw.kiloclawDir ? pathKind(kiloclawDir) : "missing";
+    if (raw.kiloclawDir && dirKind !== "directory") {
+        const what = dirKind === "missing" ? "does not exist" : "is a file, not a directory";
+        problems.push(`kiloclaw:kiloclawDir ${kiloclawDir} ${what}: point it at the kiloclaw/ folder of your cloud checkout: ${setDir}.`);
+    }
+    const dirOk = dirKind === "directory";
+    /** The file's text; undefined when missing; null when unreadable (and then already reported). */
+    const read = (file: string, fix: string): string | undefined | null => {
+        try {
+            return readFile(file);
+        } catch (err) {
+            problems.push(fileProblem(file, err, fix));
+            return null;
+        }
+    };
     const devVarsPath = path.join(kiloclawDir, ".dev.vars");
-    const devVarsText = raw.kiloclawDir ? readFile(devVarsPath) : "";
-    if (raw.kiloclawDir && devVarsText === undefined) {
-        problems.push(`${devVarsPath} does not exist: copy .dev.vars.example to .dev.vars in ${kiloclawDir} (the worker reads it too).`);
+    const copyDevVars = `copy .dev.vars.example to .dev.vars in ${kiloclawDir} (the worker reads it too)`;
+    const devVarsText = dirOk ? read(devVarsPath, copyDevVars) : undefined;
+    const dockerfile = raw.dockerfile ?? "Dockerfile";
+    const dockerfilePath = path.join(kiloclawDir, dockerfile);
+    const dockerfileRead = dirOk ? read(dockerfilePath, "check kiloclaw:dockerfile") : undefined;
+    const dockerfileText = dockerfileRead ?? undefined;
+    if (dirOk && devVarsText === undefined && dockerfileRead === undefined && !raw.imageRef) {
+        problems.push(`kiloclaw:kiloclawDir ${kiloclawDir} has neither a Dockerfile nor a .dev.vars: is it cloud/kiloclaw? ${setDir}.`);
+    } else if (dirOk && devVarsText === undefined) {
+        problems.push(`${devVarsPath} does not exist: ${copyDevVars}.`);
     }
     const devVars = parseDevVars(devVarsText ?? "");
     // The Cloud app's .env.development.local sits one level above kiloclaw/.
-    const envLocalKeys = Object.keys(parseDevVars(readFile(path.join(kiloclawDir, "..", ".env.development.local")) ?? "")).sort();
+    const envLocalPath = path.join(kiloclawDir, "..", ".env.development.local");
+    const envLocalKeys = dirOk ? Object.keys(parseDevVars(read(envLocalPath, "fix or remove that file") ?? "")).sort() : [];
 
     let userId = raw.userId ?? "";
     if (raw.userId && raw.instanceId) problems.push("Set only one of kiloclaw:userId and kiloclaw:instanceId (`pulumi config rm` the other).");
     else if (raw.instanceId) {
         try {
             userId = decodeInstanceId(raw.instanceId);
+            if (!UUID.test(userId)) {
+                problems.push(
+                    `kiloclaw:instanceId "${raw.instanceId}" decodes to "${userId}", which is not a userId (a UUID): ` +
+                        "copy the Instance ID from localhost:3000/claw → Instance tab: `pulumi config set kiloclaw:instanceId <Instance ID>`.",
+                );
+            }
         } catch (err) {
             problems.push(`kiloclaw:instanceId: ${(err as Error).message}`);
         }
@@ -122,19 +196,36 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
             "Who is rolling out? `pulumi config set kiloclaw:userId <your userId>`, or `pulumi config set kiloclaw:instanceId <Instance ID from localhost:3000/claw>`.",
         );
     }
+    if (raw.userId && !raw.instanceId && !UUID.test(raw.userId)) {
+        problems.push(
+            `kiloclaw:userId "${raw.userId}" is not a userId (a UUID such as 44792035-0fb0-45e1-9115-ac6575f1ffa7): ` +
+                "`pulumi config set kiloclaw:userId <your userId>`, or `pulumi config set kiloclaw:instanceId <Instance ID from localhost:3000/claw>`.",
+        );
+    }
 
-    const dockerfile = raw.dockerfile ?? "Dockerfile";
-    const dockerfilePath = path.join(kiloclawDir, dockerfile);
     let openclawPin: string | undefined;
     let source: ImageSource | undefined;
-    const dockerfileText = raw.kiloclawDir ? readFile(dockerfilePath) : undefined;
     if (raw.imageRef) {
         const m = /^(.+\/[^/:]+):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$/.exec(raw.imageRef);
         if (!m) problems.push(`kiloclaw:imageRef "${raw.imageRef}" is not <registry>/<app>:<tag>, e.g. registry.fly.io/kiloclaw-dev:dev-1771448521.`);
         else source = { kind: "prebuilt", imageRef: raw.imageRef, imageTag: m[2] };
-    } else if (raw.kiloclawDir) {
-        if (dockerfileText === undefined) problems.push(`${dockerfilePath} does not exist: check kiloclaw:kiloclawDir (and kiloclaw:dockerfile).`);
-        else source = { kind: "build", context: kiloclawDir, dockerfile };
+    } else if (dirOk) {
+        if (dockerfileRead === undefined && devVarsText !== undefined) {
+            problems.push(`${dockerfilePath} does not exist: check kiloclaw:kiloclawDir (and kiloclaw:dockerfile).`);
+        } else if (dockerfileText !== undefined) {
+            source = { kind: "build", context: kiloclawDir, dockerfile };
+            // Syntax errors now, with the line, rather than minutes later inside `docker build`.
+            const syntax = dockerfileSyntaxProblems(dockerfileText, dockerfilePath);
+            problems.push(...syntax);
+            // A COPY/ADD source that is not in the context, with its line, before the first resource (checked on disk only).
+            if (syntax.length === 0 && readFile === readFileIfExists) {
+                try {
+                    consumedInputs(kiloclawDir, dockerfile);
+                } catch (err) {
+                    problems.push((err as Error).message);
+                }
+            }
+        }
     }
     if (dockerfileText !== undefined && (source?.kind === "build" || !raw.openclawVersion)) {
         try {
@@ -159,7 +250,8 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
     // One registry app: the push goes where the worker pulls from, computed as the worker computes it.
     const workerRegistryApp = devVars.FLY_REGISTRY_APP || devVars.FLY_APP_NAME || "kiloclaw-machines";
     const registryApp = raw.registryApp ?? workerRegistryApp;
-    if (raw.registryApp && raw.registryApp !== workerRegistryApp) {
+    // Only against a .dev.vars that was read: a missing one is reported once, above.
+    if (raw.registryApp && raw.registryApp !== workerRegistryApp && typeof devVarsText === "string") {
         const key = devVars.FLY_REGISTRY_APP ? "FLY_REGISTRY_APP" : devVars.FLY_APP_NAME ? "FLY_APP_NAME" : undefined;
         const why = key ? `${key} in ${devVarsPath}` : `the worker's default: ${devVarsPath} sets neither FLY_REGISTRY_APP nor FLY_APP_NAME`;
         problems.push(
@@ -203,8 +295,7 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
     for (const url of [settings.workerUrl, settings.flyApiUrl]) {
         if (!/^https?:\/\/[^/]+/.test(url)) problems.push(`"${url}" is not an http(s) URL (kiloclaw:workerUrl / kiloclaw:flyApiUrl).`);
     }
-    if (problems.length) throw new Error(`kiloclaw-rollout configuration:\n  - ${problems.join("\n  - ")}`);
-    return settings;
+    return { settings, problems, devVarsRead: typeof devVarsText === "string" };
 }
 
 export interface RolloutSecrets {
@@ -243,18 +334,31 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         smokeStartupSeconds: cfg.getNumber("smokeStartupSeconds"),
         smokeGatewaySeconds: cfg.getNumber("smokeGatewaySeconds"),
     };
-    const settings = resolveSettings(raw);
-    const problems: string[] = [];
+    // One pass: the secrets' problems join the settings' problems in one error.
+    const { settings, problems, devVarsRead } = collectSettings(raw, readFileIfExists);
     const secret = (key: string, devVarsKey: string | undefined, fallback?: string): pulumi.Output<string> => {
-        const configured = cfg.getSecret(key);
-        if (configured) return configured;
+        // Read plainly only to see whether it is empty; the value stays a secret (getSecret below).
+        const configured = cfg.get(key);
+        const setFix = `\`pulumi config set --secret kiloclaw:${key} <value>\``;
+        if (configured !== undefined && configured.trim() === "") {
+            problems.push(
+                `kiloclaw:${key} is set but empty: ${setFix}` +
+                    (devVarsKey ? `, or \`pulumi config rm kiloclaw:${key}\` to use ${devVarsKey} from .dev.vars.` : "."),
+            );
+            return pulumi.secret("");
+        }
+        if (configured !== undefined) return cfg.requireSecret(key);
         const fromFile = devVarsKey ? settings.devVars[devVarsKey] : undefined;
-        if (fromFile) return pulumi.secret(fromFile);
+        if (fromFile?.trim()) return pulumi.secret(fromFile);
         if (fallback !== undefined) return pulumi.secret(fallback);
-        problems.push(
-            `kiloclaw:${key} is not set${devVarsKey ? ` and ${settings.devVarsPath} has no ${devVarsKey}` : ""}: ` +
-                `\`pulumi config set --secret kiloclaw:${key} <value>\`.`,
-        );
+        // Without a readable .dev.vars (reported above) the key may well be in it: no follow-on problem.
+        if (devVarsKey && !devVarsRead) return pulumi.secret("");
+        const inFile = !devVarsKey
+            ? ""
+            : fromFile !== undefined
+              ? ` and ${devVarsKey} in ${settings.devVarsPath} is empty`
+              : ` and ${settings.devVarsPath} has no ${devVarsKey}`;
+        problems.push(`kiloclaw:${key} is not set${inFile}: ${setFix}.`);
         return pulumi.secret("");
     };
     const secrets: RolloutSecrets = {
@@ -263,6 +367,6 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         // The runbook's Option B provisions with a test key: no model access, but the gateway starts.
         kilocodeApiKey: secret("kilocodeApiKey", undefined, "test-key"),
     };
-    if (problems.length) throw new Error(`kiloclaw-rollout configuration:\n  - ${problems.join("\n  - ")}`);
+    if (problems.length) throw new ConfigurationError(problems);
     return { ...settings, secrets };
 }

@@ -18,7 +18,7 @@ import { dockerBuild, removeImages, runScript, scriptPath } from "./docker";
 import { engineEnv, existingRehearsalStack, findPulumi, missingBuildPlugins, openRehearsalStack, RehearsalStackOptions } from "./workspace";
 
 export const STACK = "sandbox";
-export const USER_ID = "sandbox-developer";
+export const USER_ID = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c01";
 
 const say = (line: string) => console.log(`rehearse: ${line}`);
 const engineDir = () => path.join(sandboxDir(), "pulumi");

@@ -62,6 +62,11 @@ auth_refused() {
 EOF
   exit 1
 }
+tls_failed() {
+  echo "✘ push-image: the TLS connection to registry $REGISTRY_SERVER failed: $1" >&2
+  echo "  Check the server name is the registry's HTTPS address (a local registry without TLS must be in Docker's insecure-registries); the token was not tried." >&2
+  exit 1
+}
 unreachable() {
   echo "✘ push-image: registry $REGISTRY_SERVER is unreachable: $1" >&2
   echo "  Check the server name and your network (for Fly: registry.fly.io), then retry." >&2
@@ -82,7 +87,12 @@ explain_failure() {
   local what=$1 file=$2 text
   text="$(cat "$file")"
   shopt -s nocasematch
-  if [[ $text == *"unauthorized"* || $text == *"incorrect username or password"* || $text == *"authentication required"* || $text == *" 401 "* || $text == *"denied"* ]]; then
+  # The cause from docker's error, network and TLS first: a registry that is down is not a refused token.
+  if [[ $text == *"x509:"* || $text == *"tls:"* || $text == *"certificate"* || $text == *"server gave HTTP response to HTTPS client"* ]]; then
+    shopt -u nocasematch; tls_failed "$(tail -n 1 "$file")"
+  elif [[ $text == *"connection refused"* || $text == *"no such host"* || $text == *"i/o timeout"* || $text == *"network is unreachable"* || $text == *"server misbehaving"* ]]; then
+    shopt -u nocasematch; unreachable "$(tail -n 1 "$file")"
+  elif [[ $text == *"unauthorized"* || $text == *"incorrect username or password"* || $text == *"authentication required"* || $text == *" 401 "* || $text == *"denied"* ]]; then
     shopt -u nocasematch; auth_refused
   elif [[ $text == *"NAME_UNKNOWN"* || $text == *"name unknown"* || $text == *"repository name not known"* ]]; then
     shopt -u nocasematch; name_unknown

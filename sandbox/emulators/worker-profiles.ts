@@ -42,6 +42,8 @@ export interface WorkerProfile {
     zod: ZodWording;
 }
 
+// Early = the worker source of 2026-02-20 (before publish-image-version): it already ships zod 4, counts an
+// absent instance's env vars/secrets/channels as 0, restores from Postgres on /start and live-checks on status reads.
 const EARLY: WorkerProfile = {
     name: "early",
     publishRoute: false,
@@ -51,15 +53,15 @@ const EARLY: WorkerProfile = {
     backgroundStart: false,
     pinnedImageTag: false,
     versionInStatus: false,
-    zeroCountsWhenAbsent: false,
+    zeroCountsWhenAbsent: true,
     healthProbe: false,
-    restoreOnStart: false,
-    liveCheck: false,
+    restoreOnStart: true,
+    liveCheck: true,
     sanitizedErrors: false,
     startCooldown: false,
     refuseDestroyWhileRestoring: false,
     realMachineConfig: false,
-    zod: 3,
+    zod: 4,
 };
 
 const CURRENT: WorkerProfile = {
@@ -69,12 +71,8 @@ const CURRENT: WorkerProfile = {
     gatewayStatusRoute: true,
     autoStart: true,
     versionInStatus: true,
-    zeroCountsWhenAbsent: true,
     healthProbe: true,
-    restoreOnStart: true,
-    liveCheck: true,
     realMachineConfig: true,
-    zod: 4,
 };
 
 const NEWEST: WorkerProfile = {

@@ -1,7 +1,7 @@
 // Body validation for the worker emulator. The real worker uses zod and answers
 // `{"error":"Invalid request","details": error.flatten().fieldErrors}`; we produce the
 // same shape (field → list of messages) without the dependency, in the wording of the
-// zod major the worker generation ships (3 in the early worker, 4 from end of February).
+// zod major the worker generation ships (4 in every generation measured; 3 is kept for older snapshots).
 
 export type FieldErrors = Record<string, string[]>;
 
@@ -124,7 +124,8 @@ export function validateUserIdBody(body: unknown, zod: ZodWording): Validated<St
     return c.ok ? { ok: true, value: { userId: b.userId as string, skipCooldown: b.skipCooldown === true } } : { ok: false, details: c.errors };
 }
 
-export function validateProvisionBody(body: unknown, zod: ZodWording): Validated<ProvisionBody> {
+/** `knowsPinnedImageTag`: the generation's schema has the field; others ignore (strip) it, as zod does unknown keys. */
+export function validateProvisionBody(body: unknown, zod: ZodWording, knowsPinnedImageTag = true): Validated<ProvisionBody> {
     const bad = notAnObject<ProvisionBody>(body);
     if (bad) return bad;
     const b = body as Record<string, unknown>;
@@ -134,7 +135,7 @@ export function validateProvisionBody(body: unknown, zod: ZodWording): Validated
     optionalNullableString(c, b, "kilocodeApiKeyExpiresAt");
     optionalNullableString(c, b, "kilocodeDefaultModel");
     optionalNullableString(c, b, "region");
-    optionalNullableString(c, b, "pinnedImageTag");
+    if (knowsPinnedImageTag) optionalNullableString(c, b, "pinnedImageTag");
 
     if (b.envVars !== undefined) {
         if (!isObject(b.envVars)) c.add("envVars", c.say.type("object", typeName(b.envVars)));
@@ -165,22 +166,33 @@ export function validateProvisionBody(body: unknown, zod: ZodWording): Validated
                 c.add("machineSize", c.say.option(["shared", "performance"], String(m.cpu_kind)));
         }
     }
-    return c.ok ? { ok: true, value: b as unknown as ProvisionBody } : { ok: false, details: c.errors };
+    if (!c.ok) return { ok: false, details: c.errors };
+    const value = knowsPinnedImageTag ? b : Object.fromEntries(Object.entries(b).filter(([k]) => k !== "pinnedImageTag"));
+    return { ok: true, value: value as unknown as ProvisionBody };
 }
 
-/** The publish route's own checks (not the "Invalid request" middleware): `"latest"` first, then the entry's fields. */
+/**
+ * The publish route's checks, in the worker's order: the body's fields ("Invalid request", details = field errors),
+ * then `"latest"`, then the entry's schema (a variant other than "default": "Invalid version entry", details = flatten()).
+ */
 export type PublishCheck = { ok: true; value: PublishBody } | { ok: false; error: string; details?: unknown };
 
 export function validatePublishBody(body: unknown, zod: ZodWording): PublishCheck {
-    const b = isObject(body) ? body : {};
-    if (b.openclawVersion === "latest") return { ok: false, error: '"latest" is reserved and cannot be used as a version' };
+    if (!isObject(body)) return { ok: false, error: "Invalid request", details: {} };
+    const b = body;
     const c = new Collector(MESSAGES[zod]);
     requireNonEmptyString(c, b, "openclawVersion");
+    if (b.variant !== undefined) requireNonEmptyString(c, b, "variant");
     requireNonEmptyString(c, b, "imageTag");
-    if (b.variant !== undefined && b.variant !== "default") c.add("variant", c.say.option(["default"], String(b.variant)));
     optionalNullableString(c, b, "imageDigest");
     if (b.setLatest !== undefined && typeof b.setLatest !== "boolean") c.add("setLatest", c.say.type("boolean", typeName(b.setLatest)));
-    if (!c.ok) return { ok: false, error: "Invalid version entry", details: { formErrors: [], fieldErrors: c.errors } };
+    if (!c.ok) return { ok: false, error: "Invalid request", details: c.errors };
+    if (b.openclawVersion === "latest") return { ok: false, error: '"latest" is reserved and cannot be used as a version' };
+    if (b.variant !== undefined && b.variant !== "default") {
+        const entry = new Collector(MESSAGES[zod]);
+        entry.add("variant", entry.say.option(["default"], String(b.variant)));
+        return { ok: false, error: "Invalid version entry", details: { formErrors: [], fieldErrors: entry.errors } };
+    }
     return {
         ok: true,
         value: {

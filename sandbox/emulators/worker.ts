@@ -47,12 +47,15 @@ export interface WorkerEmulatorOptions {
     msPerSecond?: number;
     /** Extra time the Fly deletes of a destroy take, in ms (default 0), to widen the `destroying` window. */
     destroyDelayMs?: number;
-    /** The gateway of every machine: "healthy" answers the health probe, "crashed" never does (default "healthy"). */
+    /**
+     * The gateway of every machine: "healthy" answers the health probe, "crashed" never does (its controller reports
+     * the process crashed), "unreachable" has no controller answering either (default "healthy").
+     */
     gateway?: GatewayHealth;
     port?: number;
 }
 
-export type GatewayHealth = "healthy" | "crashed";
+export type GatewayHealth = "healthy" | "crashed" | "unreachable";
 
 export type InstanceStatus = "provisioned" | "starting" | "restarting" | "restoring" | "running" | "stopped" | "destroying";
 
@@ -266,7 +269,8 @@ export class WorkerEmulator extends Emulator {
         if (v.DEV_MODE !== "true") {
             // HYPERDRIVE is a binding wrangler always provides locally: treated as present.
             const missing = ["INTERNAL_API_SECRET", "GATEWAY_TOKEN_SECRET", "FLY_API_TOKEN"].filter((k) => !v[k]);
-            if (missing.length > 0) return { status: 503, body: { error: "Configuration error", missing } };
+            // The real body names nothing: `{"error":"Configuration error"}` (every generation).
+            if (missing.length > 0) return { status: 503, body: { error: "Configuration error" } };
         }
         if (!v.INTERNAL_API_SECRET) return { status: 500, body: { error: "Server configuration error" } };
         const key = req.headers["x-internal-api-key"];
@@ -278,10 +282,16 @@ export class WorkerEmulator extends Emulator {
         const route = `${req.method} ${req.path.slice("/api/platform".length)}`;
         switch (route) {
             case "POST /provision":
-                return this.withBody(req, validateProvisionBody, "provision", async (b) => ({
-                    status: 201,
-                    body: await this.queued(b.userId, () => this.provision(b)),
-                }));
+                // zod strips keys a schema does not have: only the generation with pinnedImageTag checks it.
+                return this.withBody(
+                    req,
+                    (b, zod) => validateProvisionBody(b, zod, p.pinnedImageTag),
+                    "provision",
+                    async (b) => ({
+                        status: 201,
+                        body: await this.queued(b.userId, () => this.provision(b)),
+                    }),
+                );
             case "POST /start":
                 return this.withBody(req, validateUserIdBody, "start", async (b) => {
                     // Newest: a start while one runs answers at once, starting nothing.
@@ -770,6 +780,16 @@ export class WorkerEmulator extends Emulator {
             openclawVersion: rec?.openclawVersion ?? null,
             imageVariant: rec?.imageVariant ?? null,
             trackedImageTag: rec?.trackedImageTag ?? null,
+            // The newest worker's status carries more (its source's getStatus): the tracked digest and per-user settings.
+            ...(p.debugStatusRoute
+                ? {
+                      trackedImageDigest: [...this.kv.values()].find((e) => e.imageTag === rec?.trackedImageTag)?.imageDigest ?? null,
+                      googleConnected: false,
+                      gmailNotificationsEnabled: false,
+                      execSecurity: null,
+                      execAsk: null,
+                  }
+                : {}),
         };
     }
 
@@ -800,6 +820,10 @@ export class WorkerEmulator extends Emulator {
             lastMetadataRecoveryAt: rec?.lastMetadataRecoveryAt ?? null,
             lastLiveCheckAt: rec?.lastLiveCheckAt ?? null,
             lastDestroyErrorMessage: rec?.lastDestroyError ?? null,
+            // Which Fly delete failed last: the machine's goes first, so a pending machine means it was that one.
+            lastDestroyErrorOp: rec?.lastDestroyError ? (rec.pendingDestroyMachineId ? "machine" : "volume") : null,
+            // The emulator keeps its retry timer outside the record: no alarm time to show.
+            alarmScheduledAt: null,
             lastStartErrorMessage: rec?.lastStartErrorMessage ?? null,
             lastStartErrorAt: rec?.lastStartErrorAt ?? null,
         };
@@ -808,7 +832,13 @@ export class WorkerEmulator extends Emulator {
     /** The gateway controller's own answer on the machine (`GET /_kilo/gateway/status`). */
     private async gatewayStatus(userId: string): Promise<JsonReply> {
         const rec = this.instances.get(userId);
-        if (!rec || !rec.flyMachineId) throw new WorkerError(NOT_PROVISIONED);
+        // The current worker's route passes the Durable Object's error through with its class name.
+        if (!rec || !rec.flyMachineId)
+            throw new WorkerError(this.profile.name === "current" ? `GatewayControllerError: ${NOT_PROVISIONED}` : NOT_PROVISIONED);
+        // The worker calls the machine's controller; when nothing answers it says so (500), it does not report a state.
+        if (this.gatewayHealth === "unreachable") {
+            throw new WorkerError(`GatewayControllerError: Gateway controller request failed: connect ECONNREFUSED (${rec.flyAppName}.fly.dev)`);
+        }
         const healthy = rec.status === "running" && this.gatewayHealth === "healthy";
         const state = healthy ? "running" : "crashed";
         const lastExit = healthy ? null : { code: 1, signal: null, at: new Date().toISOString() };

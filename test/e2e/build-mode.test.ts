@@ -17,7 +17,7 @@ import { startE2eWorld } from "./world";
 import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
-const USER = "e2e-build-developer";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c10";
 const APP = "kiloclaw-e2e-build";
 const INTERNAL_KEY = "e2e-build-internal-key-7a1e";
 const STACK = "e2e-build";

@@ -27,7 +27,7 @@ import { startE2eWorld } from "./world";
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
-const USER = "e2e-developer";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c09";
 const APP = "kiloclaw-e2e";
 const INTERNAL_KEY = "e2e-internal-key-0d4c1f";
 const STACK = "e2e";

@@ -205,7 +205,7 @@ describe("faults: the runbook's troubleshooting symptoms", function () {
         ));
 
     describe("origin and tunnel settings the policy pack can see", () => {
-        const USER = "faults-policy-user";
+        const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c02";
         const devVars = (extra: string[]) =>
             [
                 "INTERNAL_API_SECRET=faults-policy-internal",
@@ -440,11 +440,11 @@ for (const profile of WORKER_PROFILES) {
                         .filter((r) => r.method === "POST" && /\/(provision|start)$/.test(r.path))
                         .map((r) => `${r.path.split("/").pop()} ${r.status}`);
                     if (profile === "early") {
-                        // The early worker creates the machine in /start: the refused create fails that start, and the
-                        // rollout stops with the worker's error (and removes the provisioned instance).
-                        assert.match(stoppedAt(result, "instance").message, /Starting the instance of .* failed \(500 .*pulumi up/);
-                        assert.deepEqual(lifecycle, ["provision 201", "start 500"]);
-                        run.outcome = "stopped-with-message";
+                        // The early worker creates the machine in /start: the refused create fails that start with no
+                        // machine, and one more start (as the other generations recover on their own) completes it.
+                        assert.deepEqual(lifecycle, ["provision 201", "start 500", "start 200"]);
+                        await destroyRollout(completed(result));
+                        run.outcome = "completed";
                     } else {
                         // current: provision (which starts) fails, the status says `provisioned`, one /start completes it.
                         // newest: provision answers at once, its background start fails before a machine exists, so the
@@ -454,6 +454,31 @@ for (const profile of WORKER_PROFILES) {
                         await destroyRollout(completed(result));
                         run.outcome = "completed";
                     }
+                    await run.checkLeaks(stageScope(stage));
+                }),
+            ));
+
+        it("Fly refuses every machine create (422): the worker's reason, and no cooldown wait once it was skipped", () =>
+            fault(`Fly refuses every create (422) (${profile})`, (run) =>
+                withStage({ worker: { profile } }, async (stage) => {
+                    stage.fly.inject({
+                        method: "POST",
+                        path: flyPath(devFlyAppName(stage.userId)),
+                        status: 422,
+                        body: { error: "insufficient_capacity" },
+                        times: 10,
+                    });
+                    const err = stoppedAt(await rollout(stage), "instance");
+                    const starts = stage.worker.requests.filter((r) => r.method === "POST" && r.path.endsWith("/start"));
+                    if (profile === "newest") {
+                        // Its own failed start put the instance in the cooldown; the start that skipped it failed on Fly too.
+                        assert.ok(starts.some((r) => (r.body as { skipCooldown?: boolean })?.skipCooldown === true));
+                        assert.doesNotMatch(err.message, /more minute\(s\)|waits 30 minutes/);
+                        assert.match(err.message, /skipping the cooldown/);
+                    }
+                    if (profile === "early") assert.equal(starts.length, 2, "one start, then one more");
+                    assert.match(err.message, /pulumi up/);
+                    run.outcome = "stopped-with-message";
                     await run.checkLeaks(stageScope(stage));
                 }),
             ));

@@ -322,7 +322,7 @@ describe("secret hygiene", function () {
                 const program = await runProgram({
                     config: {
                         "kiloclaw:kiloclawDir": checkout.kiloclawDir,
-                        "kiloclaw:userId": "secrets-user",
+                        "kiloclaw:userId": "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c03",
                         "kiloclaw:kilocodeApiKey": secrets.kilocodeApiKey,
                     },
                     secretKeys: ["kiloclaw:kilocodeApiKey"],

@@ -19,7 +19,7 @@ describe("LocalImages: the local images a build-mode rollout made", function () 
         assertDockerRunning();
         const checkout = fakeCheckout();
         program = await runProgram({
-            config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": "local-images-user" },
+            config: { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c06" },
             secretKeys: [],
         });
         assert.equal(program.error, undefined, program.error);

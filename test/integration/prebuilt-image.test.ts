@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { assertDockerRunning, buildFixture, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
 import { fakeCheckout, findResource, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
-const USER = "user-prebuilt";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c05";
 
 /** Temporary docker configs a check may leave behind (it must not). */
 const dockerConfigs = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith("kiloclaw-docker-config-"));

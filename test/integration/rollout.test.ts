@@ -29,7 +29,7 @@ import {
 import { scratchDir } from "../scratch";
 import { materializeCheckout } from "../../sandbox/fixtures/checkout";
 
-const USER = "rehearsal-user";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c04";
 const INTERNAL_KEY = "rollout-internal-key";
 const REGISTRY_APP = "kiloclaw-rehearsal";
 

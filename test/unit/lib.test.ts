@@ -75,7 +75,7 @@ describe(".dev.vars editing", () => {
         assert.equal(lines[0], "# KiloClaw worker settings");
         assert.equal(lines[3], "# image");
         assert.equal(lines[4], "FLY_IMAGE_TAG=dev-abcdef012345");
-        assert.equal(lines[5], "OPENCLAW_VERSION=2026.2.22");
+        assert.equal(lines[5], "OPENCLAW_VERSION=2026.2.22 # keep in sync");
         const vars = parseDevVars(next);
         assert.equal(vars.INTERNAL_API_SECRET, "abc");
         assert.equal(vars.CUSTOM_THING, "quoted value");

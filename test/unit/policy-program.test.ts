@@ -6,7 +6,7 @@ import { devFlyAppName } from "../../lib/identity";
 import { runPack } from "../policy-harness";
 import { fakeCheckout, policyResources, resourcesOfType, runProgram } from "../program-harness";
 
-const USER = "policy-user";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c08";
 
 const DEV_VARS = (extra: string[] = []) =>
     [

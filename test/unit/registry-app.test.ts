@@ -9,7 +9,7 @@ const DOCKERFILE = "FROM base\nRUN npm install -g openclaw@2026.2.9 \\\n    && o
 
 function settings(devVars: string, registryApp?: string) {
     const files: Record<string, string> = { [path.join(DIR, ".dev.vars")]: devVars, [path.join(DIR, "Dockerfile")]: DOCKERFILE };
-    return resolveSettings({ kiloclawDir: DIR, userId: "user-1", registryApp }, (file) => files[file]);
+    return resolveSettings({ kiloclawDir: DIR, userId: "44792035-0fb0-45e1-9115-ac6575f1ffa7", registryApp }, (file) => files[file]);
 }
 
 describe("registry app", () => {

@@ -11,7 +11,7 @@ import { PROGRAM_RUNTIME } from "../../sandbox/workspace";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { fakeCheckout, runProgram, unwrapSecrets, loadSerializedProvider } from "../program-harness";
 
-const USER = "user-serialized";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c07";
 const TAG = "dev-444444444444";
 const FLY_TOKEN = "classic-fly-token";
 const INTERNAL_KEY = "serialized-internal-key";

@@ -37,7 +37,7 @@ describe("image validation (pure parts)", () => {
     describe("kiloclaw:expectedNodeVersion", () => {
         const files = (dockerfile: string) => (file: string) =>
             file.endsWith("Dockerfile") ? dockerfile : file.endsWith(".dev.vars") ? "FLY_APP_NAME=kiloclaw-dev\n" : undefined;
-        const raw = { kiloclawDir: "/k", userId: "u1" };
+        const raw = { kiloclawDir: "/k", userId: "44792035-0fb0-45e1-9115-ac6575f1ffa7" };
         const pinned = "FROM debian\nENV NODE_VERSION=22.13.1\nRUN npm install -g openclaw@2026.2.9 \\\n    && openclaw --version\n";
         it("defaults to the Dockerfile's pin, is overridden by config, and is absent without a pin", () => {
             assert.equal(resolveSettings(raw, files(pinned)).expectedNodeVersion, "22.13.1");

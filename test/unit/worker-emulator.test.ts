@@ -112,8 +112,8 @@ describe("WorkerEmulator", function () {
             for (const missing of ["INTERNAL_API_SECRET", "GATEWAY_TOKEN_SECRET", "FLY_API_TOKEN"]) {
                 const w = await startWorker({ vars: { [missing]: undefined } });
                 const r = await call(w, "GET", "status?userId=u");
-                assert.equal(r.status, 503, missing);
-                assert.equal(r.body.error, "Configuration error");
+                // The real worker names nothing (no `missing` list): Kilo-Org/cloud kiloclaw/src/index.ts.
+                assert.deepEqual(r, { status: 503, body: { error: "Configuration error" } }, missing);
             }
         });
     });
@@ -133,11 +133,14 @@ describe("WorkerEmulator", function () {
             assert.equal(bigMachine.status, 400);
             assert.equal(bigMachine.body.details.machineSize.length, 2);
 
-            // zod 4 wording from the current worker on, zod 3 before.
+            // zod 4 wording in every generation: the early worker (2026-02-20) already ships zod ^4.3.6.
             assert.equal((await call(w, "POST", "destroy", {})).body.details.userId[0], "Invalid input: expected string, received undefined");
             assert.match(bigMachine.body.details.machineSize.join("; "), /Too big: expected number to be <=8/);
             const early = await startWorker({ profile: "early" });
-            assert.equal((await call(early, "POST", "destroy", {})).body.details.userId[0], "Required");
+            assert.equal((await call(early, "POST", "destroy", {})).body.details.userId[0], "Invalid input: expected string, received undefined");
+            // It also counts an absent instance's env vars, secrets and channels as 0, not null.
+            const absent = (await call(early, "GET", "status?userId=nobody")).body;
+            assert.deepEqual([absent.envVarCount, absent.secretCount, absent.channelCount], [0, 0, 0]);
             assert.deepEqual(await call(w, "GET", "status"), { status: 400, body: { error: "userId query parameter is required" } });
             assert.equal(flyCalls(), 0);
         });
@@ -406,15 +409,63 @@ describe("WorkerEmulator", function () {
             const w = await startWorker();
             const latest = await call(w, "POST", "publish-image-version", { openclawVersion: "latest", imageTag: "x" });
             assert.deepEqual(latest, { status: 400, body: { error: '"latest" is reserved and cannot be used as a version' } });
+            // As the worker's parseBody answers: the field errors themselves are the details.
             const missing = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22" });
             assert.equal(missing.status, 400);
-            assert.equal(missing.body.error, "Invalid version entry");
-            assert.ok(missing.body.details.fieldErrors.imageTag);
+            assert.equal(missing.body.error, "Invalid request");
+            assert.ok(Array.isArray(missing.body.details.imageTag));
+            // The fields come first: "latest" with a missing tag is an invalid request.
+            const both = await call(w, "POST", "publish-image-version", { openclawVersion: "latest" });
+            assert.equal(both.body.error, "Invalid request");
+            // A variant outside the catalog fails the entry's schema: "Invalid version entry" with flatten()'s shape.
+            const variant = await call(w, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x", variant: "arm" });
+            assert.equal(variant.body.error, "Invalid version entry");
+            assert.deepEqual(variant.body.details.formErrors, []);
+            assert.ok(Array.isArray(variant.body.details.fieldErrors.variant));
 
             const old = await startWorker({ profile: "early" });
             const r = await call(old, "POST", "publish-image-version", { openclawVersion: "2026.2.22", imageTag: "x" });
             assert.deepEqual(r, { status: 401, body: { error: "Authentication required", hint: "No active session. Please log in." } });
         });
+    });
+
+    describe("the newest status and debug-status carry the real fields", () => {
+        it("trackedImageDigest and the settings in status; alarmScheduledAt and lastDestroyErrorOp in debug-status; not on current", async () => {
+            const newest = await startWorker({ profile: "newest" });
+            await call(newest, "POST", "provision", { userId: "u" });
+            const s = (await call(newest, "GET", "status?userId=u")).body;
+            for (const key of ["trackedImageDigest", "googleConnected", "gmailNotificationsEnabled", "execSecurity", "execAsk"])
+                assert.ok(key in s, key);
+            const d = (await call(newest, "GET", "debug-status?userId=u")).body;
+            for (const key of ["alarmScheduledAt", "lastDestroyErrorOp", "trackedImageDigest"]) assert.ok(key in d, key);
+            const current = await startWorker({ profile: "current" });
+            assert.ok(!("trackedImageDigest" in (await call(current, "GET", "status?userId=u")).body));
+        });
+    });
+
+    describe("gateway/status when the worker cannot ask the machine", () => {
+        it("answers 500 GatewayControllerError when the controller is unreachable, and on current for an absent instance", async () => {
+            const w = await startWorker({ profile: "current", gateway: "unreachable" });
+            const absent = await call(w, "GET", "gateway/status?userId=nobody");
+            assert.deepEqual(absent, { status: 500, body: { error: "GatewayControllerError: Instance not provisioned" } });
+            await call(w, "POST", "provision", { userId: "u" });
+            const r = await call(w, "GET", "gateway/status?userId=u");
+            assert.equal(r.status, 500);
+            assert.match(r.body.error, /^GatewayControllerError: Gateway controller request failed/);
+        });
+    });
+
+    describe("provision keys a generation does not know", () => {
+        for (const profile of ["early", "current", "newest"] as const) {
+            it(`${profile}: pinnedImageTag 7 ${profile === "newest" ? "is a 400 (its schema has the field)" : "is ignored (zod strips unknown keys): 201"}`, async () => {
+                const w = await startWorker({ profile });
+                const r = await call(w, "POST", "provision", { userId: "u", pinnedImageTag: 7 });
+                if (profile === "newest") {
+                    assert.equal(r.status, 400);
+                    assert.ok(r.body.details.pinnedImageTag);
+                } else assert.equal(r.status, 201);
+            });
+        }
     });
 
     describe("gateway-token", () => {
