@@ -158,6 +158,8 @@ export function sameNodeVersion(printed: string, expected: string): boolean {
 /** Box drawing and step markers that `openclaw doctor` (clack prompts) frames its notes with. */
 const FRAME_START = /^[\s│┃|◇◆◈●○◒◐◓◑├└┌╭╰┬┴─━]*/;
 const FRAME_END = /[\s│┃|╮╯╭╰┤─━]*$/;
+// eslint-disable-next-line no-control-regex -- colour codes start with ESC
+const ANSI_COLOUR = /\x1b\[[0-9;]*m/g;
 const ITEM_MARKER = /^(?:[⚠✖✗✘✔✓•*·-]|\d+[.)])\s/;
 
 /** Doctor's output as whole items: the frame stripped, and a line wrapped at the terminal width (more indented than
@@ -165,7 +167,7 @@ const ITEM_MARKER = /^(?:[⚠✖✗✘✔✓•*·-]|\d+[.)])\s/;
 export function doctorItems(output: string): string[] {
     const items: Array<{ indent: number; text: string }> = [];
     for (const raw of output.split(/\r?\n/)) {
-        const framed = raw.replace(/\x1b\[[0-9;]*m/g, "");
+        const framed = raw.replace(ANSI_COLOUR, "");
         const indent = (FRAME_START.exec(framed)?.[0] ?? "").length;
         const text = framed.replace(FRAME_START, "").replace(FRAME_END, "");
         if (text === "" || /^[─━]+$/.test(text)) {
