@@ -7,6 +7,7 @@
 //   STARTUP_DEADLINE_SECONDS (60)        each short check
 //   GATEWAY_DEADLINE_SECONDS (90)        first 2xx after docker run (the real gateway: 15-62 s)
 //   SMOKE_RUN_ID                         the run's identity (container name prefix, label kiloclaw-rollout.smoke.run)
+//   DOCTOR_DEADLINE_SECONDS (startup's) openclaw doctor (the real one: ~9 s in the running gateway, 23-66 s fresh)
 //   DOCTOR_MODE (exec)                   exec: doctor in the gateway's container once it answers; fresh: its own container
 // Stdout: the report, then one summary line (SUMMARY_MARKER + JSON). Stderr: failures with their next step.
 // Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first; the report
@@ -33,6 +34,7 @@ async function main(): Promise<number> {
     if (!expected) usage("EXPECTED_OPENCLAW_VERSION is required (e.g. 2026.2.9)");
     const startup = seconds("STARTUP_DEADLINE_SECONDS", 60);
     const gateway = seconds("GATEWAY_DEADLINE_SECONDS", 90);
+    const doctorDeadline = seconds("DOCTOR_DEADLINE_SECONDS", startup);
     const doctorMode = (process.env.DOCTOR_MODE || "exec") as DoctorMode;
     if (!DOCTOR_MODES.includes(doctorMode)) usage(`DOCTOR_MODE must be one of ${DOCTOR_MODES.join(", ")}, got '${doctorMode}'`);
 
@@ -69,6 +71,7 @@ async function main(): Promise<number> {
             previousImage: process.env.PREVIOUS_IMAGE || undefined,
             startupDeadlineSeconds: startup,
             gatewayDeadlineSeconds: gateway,
+            doctorDeadlineSeconds: doctorDeadline,
             doctorMode,
             runId,
             signal: interrupt.signal,

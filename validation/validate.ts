@@ -63,6 +63,8 @@ export interface ValidateImageOptions {
     startupDeadlineSeconds?: number;
     /** Deadline of the gateway's first 2xx after `docker run`. */
     gatewayDeadlineSeconds?: number;
+    /** Deadline of `openclaw doctor` (default: the short checks'; the real one takes ~9 s in the running gateway). */
+    doctorDeadlineSeconds?: number;
     /** How `openclaw doctor` runs (DOCTOR_MODE): `exec` in the gateway's container once it answers (default), or `fresh`
      *  in its own container beside the gateway's boot, at the lowest CPU weight. BENCHMARKS §1 measures both. */
     doctorMode?: DoctorMode;
@@ -80,8 +82,8 @@ export const DOCTOR_MODES: readonly DoctorMode[] = ["exec", "fresh"];
 /** The longest a whole validation can take with these (already multiplied) deadlines: the gateway's deadline, then
  *  doctor in its container (one short-check deadline), plus setup and cleanup. scripts/smoke-test.sh enforces the same
  *  sum (with the emulation factor, which it cannot know) as a backstop with `timeout`. */
-export function overallDeadlineSeconds(startup: number, gateway: number): number {
-    return gateway + startup + OVERALL_SLACK_SECONDS;
+export function overallDeadlineSeconds(startup: number, gateway: number, doctor = startup): number {
+    return gateway + Math.max(startup, doctor) + OVERALL_SLACK_SECONDS;
 }
 /** Setup (docker info, image inspect), reading the config, and cleanup, beside the deadlines. */
 export const OVERALL_SLACK_SECONDS = 30;
@@ -379,7 +381,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     /** What the image runs when started: the debugging steps start from it, never from a path we assume. */
     const imageCommand = [...(facts.Config?.Entrypoint ?? []), ...(facts.Config?.Cmd ?? [])];
     // Every wait below has its own deadline; this one bounds what has none (docker cp, docker port, a stuck engine).
-    const overall = overallDeadlineSeconds(engine.startupDeadlineSeconds, engine.gatewayDeadlineSeconds);
+    const doctorDeadline = (opts.doctorDeadlineSeconds ?? opts.startupDeadlineSeconds ?? 60) * engine.deadlineFactor;
+    const overall = overallDeadlineSeconds(engine.startupDeadlineSeconds, engine.gatewayDeadlineSeconds, doctorDeadline);
     const overallTimer = setTimeout(() => stop(`the whole validation's deadline (${overall}s) passed`), overall * 1000);
 
     const checks = new Map<CheckName, CheckResult>();
@@ -452,22 +455,30 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     /** A command with the startup deadline: a short `docker run --rm`, or a `docker exec` in the gateway's container.
      *  At the deadline the check fails at once and its container is removed by name; undefined when it timed out or
      *  the run stopped. */
-    const withDeadline = async (name: CheckName, command: string[], args: string[], container: string) => {
+    const withDeadline = async (name: CheckName, command: string[], args: string[], container: string, deadline = engine.startupDeadlineSeconds) => {
         running.add(name);
+        const startedAt = at();
         const timer = new AbortController();
-        const t = setTimeout(() => timer.abort(), engine.startupDeadlineSeconds * 1000);
+        const t = setTimeout(() => timer.abort(), deadline * 1000);
         const r = await docker(args, { signal: AbortSignal.any([signal, timer.signal]) });
         clearTimeout(t);
         if (timer.signal.aborted && !signal.aborted) {
             const removed = remove(container);
-            await failWithSteps(name, `\`${command.join(" ")}\` did not finish within its ${engine.startupDeadlineSeconds}s deadline`, []);
+            const ran = `started ${seconds(startedAt)}, stopped ${seconds(at())}`;
+            await failWithSteps(name, `\`${command.join(" ")}\` did not finish within its ${deadline}s deadline (${ran})`, []);
             await removed;
             return undefined;
         }
         return r.aborted ? undefined : r;
     };
-    const shortRun = (name: CheckName, suffix: string, command: string[], withEnv: Array<keyof typeof PLACEHOLDER_ENV> = [], extra: string[] = []) =>
-        withDeadline(name, command, [...runArgs(suffix, ["--rm", ...extra, ...env(withEnv), image]), ...command], `${prefix}-${suffix}`);
+    const shortRun = (
+        name: CheckName,
+        suffix: string,
+        command: string[],
+        withEnv: Array<keyof typeof PLACEHOLDER_ENV> = [],
+        extra: string[] = [],
+        deadline?: number,
+    ) => withDeadline(name, command, [...runArgs(suffix, ["--rm", ...extra, ...env(withEnv), image]), ...command], `${prefix}-${suffix}`, deadline);
     /** Why a short check's command failed: not in the image at all, or its exit code. */
     const exitedWith = (r: DockerResult, executable: string) =>
         /executable file not found/.test(r.stderr) ? `\`${executable}\` is not in the image` : `exit code ${r.code}`;
@@ -519,8 +530,8 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         const command = ["openclaw", "doctor"];
         const r =
             doctorMode === "fresh"
-                ? await shortRun("openclaw doctor", "doctor", command, ["KILOCODE_API_KEY"], ["--cpu-shares", "2"])
-                : await withDeadline("openclaw doctor", command, ["exec", gatewayContainer, ...command], gatewayContainer);
+                ? await shortRun("openclaw doctor", "doctor", command, ["KILOCODE_API_KEY"], ["--cpu-shares", "2"], doctorDeadline)
+                : await withDeadline("openclaw doctor", command, ["exec", gatewayContainer, ...command], gatewayContainer, doctorDeadline);
         if (!r) return undefined;
         const where = doctorMode === "fresh" ? "in a fresh container" : "in the gateway's container";
         if (r.code !== 0) {

@@ -324,10 +324,17 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
 
         it("fails a doctor that hangs and ignores SIGTERM at its deadline, ends the run at once, and leaves no container", async function () {
             const id = newRunId();
-            const r = await smoke(images["doctor-hangs"], { STARTUP_DEADLINE_SECONDS: "3", SMOKE_RUN_ID: id });
+            const r = await smoke(images["doctor-hangs"], { DOCTOR_DEADLINE_SECONDS: "3", SMOKE_RUN_ID: id });
             // The process exited (no wait for the doctor's client or its container) with the check's verdict.
             assert.equal(r.code, 1, r.stdout + r.stderr);
-            assert.match(line(r.stdout, "openclaw doctor"), /^ {2}✘ .*`openclaw doctor` did not finish within its 3s deadline$/);
+            const failed = /^ {2}✘ .*`openclaw doctor` did not finish within its 3s deadline \(started ([\d.]+)s, stopped ([\d.]+)s\)$/m.exec(
+                r.stdout,
+            );
+            assert.ok(failed, r.stdout);
+            const total = Number(/^FAILED: .* \(after ([\d.]+)s;/m.exec(r.stdout)?.[1]);
+            // By the report's own clock: doctor stopped within its deadline + 5 s, and the run ended within 5 s of that.
+            assert.ok(Number(failed[2]) - Number(failed[1]) <= 3 + 5, failed[0]);
+            assert.ok(total - Number(failed[2]) <= 5, `run ended ${total}s, doctor stopped ${failed[2]}s`);
             assert.match(line(r.stdout, "runtime config"), /^ {2}– .*did not finish: the openclaw doctor check failed$/);
             assert.match(r.stdout, /^FAILED: openclaw doctor \(after [\d.]+s; did not finish: runtime config; nothing was pushed\)$/m);
             assert.match(r.stderr, /docker exec kiloclaw-test openclaw doctor/);
@@ -336,9 +343,9 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
 
         it("fails a hanging doctor in a fresh container too (DOCTOR_MODE=fresh), and leaves no container", async function () {
             const id = newRunId();
-            const r = await smoke(images["doctor-hangs"], { STARTUP_DEADLINE_SECONDS: "3", DOCTOR_MODE: "fresh", SMOKE_RUN_ID: id });
+            const r = await smoke(images["doctor-hangs"], { DOCTOR_DEADLINE_SECONDS: "3", DOCTOR_MODE: "fresh", SMOKE_RUN_ID: id });
             assert.equal(r.code, 1, r.stdout + r.stderr);
-            assert.match(line(r.stdout, "openclaw doctor"), /did not finish within its 3s deadline$/);
+            assert.match(line(r.stdout, "openclaw doctor"), /did not finish within its 3s deadline \(started [\d.]+s, stopped [\d.]+s\)$/);
             assert.match(r.stderr, /docker run --rm -e KILOCODE_API_KEY=test-key \S+ openclaw doctor/);
             assert.deepEqual(await ofRun(id), []);
         });
@@ -358,15 +365,21 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
                 env: {
                     IMAGE: images["doctor-hangs"],
                     EXPECTED_OPENCLAW_VERSION: PIN,
-                    STARTUP_DEADLINE_SECONDS: "600",
+                    DOCTOR_DEADLINE_SECONDS: "600",
                     SMOKE_RUN_ID: id,
                     TMPDIR: scratch,
                 },
             });
-            await eventually("doctor running in the gateway's container", 120, async () => {
-                const [gateway] = (await ofRun(id)).filter((n) => n.endsWith("-gateway"));
-                return gateway !== undefined && (await run("docker", ["top", gateway])).stdout.includes("openclaw-doctor");
-            });
+            try {
+                await eventually("doctor running in the gateway's container", 120, async () => {
+                    const [gateway] = (await ofRun(id)).filter((n) => n.endsWith("-gateway"));
+                    return gateway !== undefined && (await run("docker", ["top", gateway])).stdout.includes("openclaw-doctor");
+                });
+            } catch (e) {
+                proc.child.kill("SIGTERM"); // leave nothing running behind a failed test
+                await proc.done;
+                throw e;
+            }
             proc.child.kill("SIGTERM");
             const r = await proc.done;
             assert.equal(r.code, 143, r.stdout + r.stderr);

@@ -140,6 +140,7 @@ describe("image validation (pure parts)", () => {
     it("bounds the whole run by the gateway's deadline, doctor's after it, and setup", () => {
         assert.equal(overallDeadlineSeconds(60, 90), 180);
         assert.equal(overallDeadlineSeconds(3, 2), 35);
+        assert.equal(overallDeadlineSeconds(60, 90, 120), 240);
     });
 
     it("reads only the gateway port and the model base URL from the runtime config", () => {
