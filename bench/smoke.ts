@@ -221,6 +221,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
         loaded: { floor: [], exec: [], fresh: [], runbook: [], cpu: { exec: [], fresh: [] } },
     };
     const runbooks: RunbookRun[] = [];
+    const failedRuns: string[] = [];
     for (const condition of ["idle", "loaded"] as const) {
         const kinds: Kind[] = condition === "idle" ? ["floor", "exec", "fresh", "runbook"] : ["floor", "exec", "fresh"];
         const stopLoad = condition === "loaded" ? startCpuLoad() : undefined;
@@ -237,9 +238,14 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
                         row.runbook = rb.ms;
                     } else {
                         const r = await projectSmoke(real, { DOCTOR_MODE: which }, pins);
-                        if (r.result.code !== 0)
+                        // The default mode must pass; a fresh doctor starved by the load is a result, not an error.
+                        if (r.result.code !== 0 && which === "exec")
                             throw new Error(
-                                `smoke-test.sh (${which}) failed on the real-shaped fixture (exit ${r.result.code}):\n${r.result.stdout}\n${r.result.stderr}`,
+                                `smoke-test.sh failed on the real-shaped fixture (exit ${r.result.code}):\n${r.result.stdout}\n${r.result.stderr}`,
+                            );
+                        if (r.result.code !== 0)
+                            failedRuns.push(
+                                `${condition} rep ${i + 1}, doctor ${which}: ${failedChecks(r.result.stdout)} failed (exit ${r.result.code}) after ${ms(r.ms)}`,
                             );
                         row[which] = r.ms;
                         cpu[which] = r.cpuMs;
@@ -304,6 +310,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     const runbookPassed = runbooks.filter((r) => r.code === 0).length;
     const runbookGateway = runbooks.filter((r) => r.steps["gateway-check"]?.code === 0).length;
     const goal = over("idle", "exec") <= 1000 ? "met" : "NOT met";
+    for (const f of failedRuns) notes.push(`Failed run (counted with its time to fail): ${f}.`);
 
     const figures: Figure[] = [
         {
