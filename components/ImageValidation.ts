@@ -40,6 +40,8 @@ export class ImageValidation extends pulumi.ComponentResource {
         const smoke = new command.local.Command(
             `${name}-smoke`,
             {
+                // local.Command (@pulumi/command 1.2.1) has no timeout: smoke-test.sh bounds the run by the deadlines below
+                // (`timeout`), and the validation stops each check at its own.
                 create: `bash ${path.join(__dirname, "..", "scripts", "smoke-test.sh")}`,
                 // Placeholder credentials only (set inside the validation): the image never sees a real key here.
                 environment: {

@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConsumedInputs, consumedInputs } from "./dockerfileSources";
 
-/** sha256 over the build's inputs: each consumed entry's path, kind, permission bits (files) and content. */
+/** sha256 over the build's inputs: each consumed entry's path, kind, permission bits and content, and the permission
+ *  bits of the directories that hold them. */
 export function hashConsumedInputs(contextDir: string, inputs: ConsumedInputs, buildArgs: Record<string, string> = {}): string {
     const hash = crypto.createHash("sha256");
     const field = (name: string, value: string | Buffer) => {
@@ -20,11 +21,17 @@ export function hashConsumedInputs(contextDir: string, inputs: ConsumedInputs, b
     for (const url of inputs.urls) field("url", url);
     for (const entry of inputs.entries) {
         const full = path.join(contextDir, entry.path);
-        // COPY keeps a file's permission bits, so they are part of the image (directories are staged 0755).
-        const mode = entry.kind === "file" ? (fs.lstatSync(full).mode & 0o777).toString(8) : "";
+        // COPY keeps a file's permission bits, so they are part of the image.
+        const mode = entry.kind === "symlink" ? "" : (fs.lstatSync(full).mode & 0o777).toString(8);
         const content = entry.kind === "symlink" ? fs.readlinkSync(full) : entry.kind === "file" ? fs.readFileSync(full) : "";
         field(`${entry.kind} ${mode} ${entry.path}`, content);
     }
+    // …and a directory's inside a copied directory: staging copies every directory's bits (lib/stagedContext.ts).
+    const dirs = new Set<string>();
+    for (const entry of inputs.entries) {
+        for (let d = path.posix.dirname(entry.path); d !== "." && d !== ""; d = path.posix.dirname(d)) dirs.add(d);
+    }
+    for (const dir of [...dirs].sort()) field(`dirmode ${dir}`, (fs.statSync(path.join(contextDir, dir)).mode & 0o777).toString(8));
     return hash.digest("hex");
 }
 

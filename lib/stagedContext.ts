@@ -59,9 +59,11 @@ export function stageBuildContext(
         const copy = (rel: string, kind: "file" | "symlink" | "dir") => {
             const from = path.join(contextDir, rel);
             const to = path.join(tmp, rel);
-            mkdirs(tmp, path.posix.dirname(rel));
-            if (kind === "dir") fs.mkdirSync(to, { mode: 0o755 });
-            else if (kind === "symlink") fs.symlinkSync(fs.readlinkSync(from), to);
+            mkdirs(tmp, path.posix.dirname(rel), contextDir);
+            if (kind === "dir") {
+                fs.mkdirSync(to);
+                fs.chmodSync(to, fs.statSync(from).mode & 0o777);
+            } else if (kind === "symlink") fs.symlinkSync(fs.readlinkSync(from), to);
             else {
                 fs.copyFileSync(from, to);
                 // Permission bits are part of the hash and of docker's context digest: copy them exactly.
@@ -88,14 +90,18 @@ export function stageBuildContext(
     return staged;
 }
 
-/** Directories between the staged root and a file are created 0755, whatever the umask. */
-function mkdirs(root: string, relDir: string): void {
+/** Creates the directories between the staged root and a file, whatever the umask: with the checkout's permission bits
+ *  (`modesFrom`; COPY keeps them for directories inside a copied directory, and the tag covers them), else 0755. */
+function mkdirs(root: string, relDir: string, modesFrom?: string): void {
     if (relDir === "." || relDir === "") return;
     let current = root;
+    let rel = "";
     for (const part of relDir.split("/")) {
         current = path.join(current, part);
-        if (!fs.existsSync(current)) fs.mkdirSync(current, { mode: 0o755 });
-        fs.chmodSync(current, 0o755);
+        rel = rel ? `${rel}/${part}` : part;
+        if (fs.existsSync(current)) continue;
+        fs.mkdirSync(current);
+        fs.chmodSync(current, modesFrom ? fs.statSync(path.join(modesFrom, rel)).mode & 0o777 : 0o755);
     }
 }
 

@@ -135,7 +135,7 @@ export function machineEnvProblems(env: Array<[string, unknown]>, warm: boolean)
     const problems: string[] = [];
     if (warm) {
         const apiKey = env.find(([name]) => name === "KILOCODE_API_KEY");
-        if (!apiKey) problems.push("env has no KILOCODE_API_KEY (start-openclaw.sh exits without one)");
+        if (!apiKey) problems.push("env has no KILOCODE_API_KEY (the image's entrypoint exits without one)");
         else if (apiKey[1] !== UNKNOWN && apiKey[1] !== "warm") problems.push('env.KILOCODE_API_KEY is not the placeholder "warm"');
     }
     for (const [name, value] of env) {

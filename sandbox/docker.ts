@@ -13,8 +13,8 @@ export const SCRIPTS_DIR = path.join(REPO_ROOT, "scripts");
 export const BOOTSTRAP_DIR = path.join(REPO_ROOT, "bootstrap");
 export const SANDBOX_DIR = path.join(REPO_ROOT, "sandbox");
 export const FIXTURES_DIR = path.join(REPO_ROOT, "sandbox", "fixtures");
-/** Label the image validation (smoke-test.sh) puts on every container it starts. */
-export { SMOKE_LABEL } from "../validation/validate";
+/** Labels the image validation (smoke-test.sh) puts on every container it starts, and on those of one run. */
+export { SMOKE_LABEL, SMOKE_RUN_KEY } from "../validation/validate";
 
 export interface RunResult {
     code: number | null;
@@ -100,14 +100,42 @@ export async function dockerBuild(contextDir: string, tag: string, buildArgs: Re
     await mustSucceed(`docker build ${contextDir}`, run("docker", ["build", "--platform", "linux/amd64", ...args, "-t", tag, contextDir]));
 }
 
-/** The fixture image's variants: one Dockerfile (sandbox/fixtures/kiloclaw), each fault a build arg. */
+/** The fixture image's variants: one Dockerfile per shape, each fault a build arg. */
 export type FixtureVariant = "good" | "exits" | "no-gateway" | "wrong-version" | "no-clawd" | "doctor-crashes" | "bad-config";
 
-/** Builds sandbox/fixtures/kiloclaw as `variant`; the gateway boots after `bootSeconds` (the Dockerfile's default when unset). */
-export function buildFixture(tag: string, variant: FixtureVariant = "good", opts: { bootSeconds?: number } = {}): Promise<void> {
+/** The shapes of the real image: `feb26` (sandbox/fixtures/kiloclaw: start-openclaw.sh as CMD, openclaw 2026.2.9, Node
+ *  22.13.1) and `newest` (sandbox/fixtures/kiloclaw-newest, 2026-03-27: the controller as CMD, no start script,
+ *  container/TOOLS.md, openclaw 2026.3.13, Node 22.22.1). */
+export type FixtureShape = "feb26" | "newest";
+export const FIXTURE_SHAPES: Record<FixtureShape, { dir: string; openclaw: string; node: string }> = {
+    feb26: { dir: path.join(FIXTURES_DIR, "kiloclaw"), openclaw: "2026.2.9", node: "22.13.1" },
+    newest: { dir: path.join(FIXTURES_DIR, "kiloclaw-newest"), openclaw: "2026.3.13", node: "22.22.1" },
+};
+
+export interface FixtureOptions {
+    /** The gateway boots after this many seconds (the Dockerfile's default when unset). */
+    bootSeconds?: number;
+    shape?: FixtureShape;
+    /** How `openclaw doctor` behaves (sandbox/fixtures/cost-model, layered on the shape): hangs ignoring SIGTERM, or says
+     *  "Config invalid" and exits 0. */
+    doctor?: "ok" | "hangs" | "config-invalid";
+    /** What doctor and the boot cost in CPU seconds (the cost model; the boot only in the newest shape). */
+    cost?: { doctorColdCpuSeconds: number; doctorWarmCpuSeconds: number; bootCpuSeconds?: number };
+}
+
+/** Builds a fixture shape as `variant`; with `doctor` or `cost`, the cost model layer goes on top (same tag). */
+export async function buildFixture(tag: string, variant: FixtureVariant = "good", opts: FixtureOptions = {}): Promise<void> {
     const buildArgs: Record<string, string> = { FIXTURE_FAULT: variant === "good" ? "" : variant };
     if (opts.bootSeconds !== undefined) buildArgs.GATEWAY_BOOT_SECONDS = String(opts.bootSeconds);
-    return dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), tag, buildArgs);
+    await dockerBuild(FIXTURE_SHAPES[opts.shape ?? "feb26"].dir, tag, buildArgs);
+    if (opts.doctor === undefined && opts.cost === undefined) return;
+    await dockerBuild(path.join(FIXTURES_DIR, "cost-model"), tag, {
+        FIXTURE_IMAGE: tag,
+        DOCTOR: opts.doctor ?? "ok",
+        DOCTOR_COLD_CPU_SECONDS: String(opts.cost?.doctorColdCpuSeconds ?? 0),
+        DOCTOR_WARM_CPU_SECONDS: String(opts.cost?.doctorWarmCpuSeconds ?? 0),
+        BOOT_CPU_SECONDS: String(opts.cost?.bootCpuSeconds ?? 0),
+    });
 }
 
 /** Removes images by reference; missing ones are fine. */

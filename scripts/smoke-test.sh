@@ -30,5 +30,17 @@ if [[ ! -f $out/cli.js ]]; then
   find "$cache" -maxdepth 1 -name 'validation-[0-9a-f]*' ! -name "${out##*/}" -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 fi
 touch "$out" # in use: not pruned for another day
-# exec: signals reach the validation directly, which removes its containers before exiting.
+
+# The whole run's deadline, derived from the checks' own (validation/validate.ts overallDeadlineSeconds, ×3 because
+# an emulated engine lengthens them and only the validation can tell): the validation enforces it itself; `timeout`
+# is the backstop for a validation that cannot (exit 124: TERM at the deadline, KILL 5 s later; the next run sweeps
+# up after a KILL). @pulumi/command 1.2.1's local.Command has no timeout of its own.
+whole() { [[ ${1:-} =~ ^[1-9][0-9]{0,5}$ ]] && echo "$1" || echo "$2"; }
+startup=$(whole "${STARTUP_DEADLINE_SECONDS:-}" 60)
+doctor=$(whole "${DOCTOR_DEADLINE_SECONDS:-}" "$startup")
+overall=$((3 * ($(whole "${GATEWAY_DEADLINE_SECONDS:-}" 90) + (startup > doctor ? startup : doctor)) + 30))
+# exec: signals reach timeout, which passes them on to the validation; it removes its containers before exiting.
+if command -v timeout >/dev/null 2>&1; then
+  exec timeout --kill-after=5 "$overall" node "$out/cli.js"
+fi
 exec node "$out/cli.js"

@@ -7,10 +7,14 @@
 //   STARTUP_DEADLINE_SECONDS (60)        each short check
 //   GATEWAY_DEADLINE_SECONDS (90)        first 2xx after docker run (the real gateway: 15-62 s)
 //   PUSHED_BESIDE                        the registry reference pushed while this ran (a failure says nothing points at it)
+//   SMOKE_RUN_ID                         the run's identity (container name prefix, label kiloclaw-rollout.smoke.run)
+//   DOCTOR_DEADLINE_SECONDS (startup's) openclaw doctor (the real one: ~9 s in the running gateway, 23-66 s fresh)
+//   DOCTOR_MODE (exec)                   exec: doctor in the gateway's container once it answers; fresh: its own container
 // Stdout: the report, then one summary line (SUMMARY_MARKER + JSON). Stderr: failures with their next step.
-// Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first).
+// Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first; the report
+// says which checks did not finish).
 import { formatFailures, formatReport, summaryLine } from "./report";
-import { validateImage, ValidationSetupError } from "./validate";
+import { DOCTOR_MODES, DoctorMode, validateImage, ValidationSetupError } from "./validate";
 
 function usage(message: string): never {
     process.stderr.write(`smoke-test: ${message}\n`);
@@ -41,16 +45,33 @@ async function main(): Promise<number> {
     if (!expected) usage("EXPECTED_OPENCLAW_VERSION is required (e.g. 2026.2.9)");
     const startup = seconds("STARTUP_DEADLINE_SECONDS", 60);
     const gateway = seconds("GATEWAY_DEADLINE_SECONDS", 90);
+    const doctorDeadline = seconds("DOCTOR_DEADLINE_SECONDS", startup);
+    const doctorMode = (process.env.DOCTOR_MODE || "exec") as DoctorMode;
+    if (!DOCTOR_MODES.includes(doctorMode)) usage(`DOCTOR_MODE must be one of ${DOCTOR_MODES.join(", ")}, got '${doctorMode}'`);
+
+    const runId = process.env.SMOKE_RUN_ID || undefined;
+    if (runId !== undefined && !/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(runId)) usage(`SMOKE_RUN_ID must be a container name prefix, got '${runId}'`);
 
     const interrupt = new AbortController();
+    // smoke-test.sh runs this under `timeout`: if that wrapper is killed (SIGKILL), nobody would pass a signal on;
+    // being orphaned (a new parent) is the interrupt then.
+    const parent = process.ppid;
+    const orphaned = setInterval(() => {
+        if (process.ppid !== parent && exitCode === 0) {
+            exitCode = 143;
+            interrupt.abort("its parent process was killed");
+        }
+    }, 500);
+    orphaned.unref();
     let exitCode = 0;
     for (const [signal, code] of [
         ["SIGINT", 130],
         ["SIGTERM", 143],
     ] as const) {
         process.on(signal, () => {
+            if (exitCode !== 0) return; // already stopping
             exitCode = code;
-            interrupt.abort();
+            interrupt.abort(signal);
         });
     }
     try {
@@ -61,13 +82,24 @@ async function main(): Promise<number> {
             previousImage: process.env.PREVIOUS_IMAGE || undefined,
             startupDeadlineSeconds: startup,
             gatewayDeadlineSeconds: gateway,
+            doctorDeadlineSeconds: doctorDeadline,
+            doctorMode,
+            runId,
             signal: interrupt.signal,
         });
-        if (exitCode !== 0) return exitCode; // interrupted: containers are gone, no verdict to give
         process.stdout.write(formatReport(report).join("\n") + "\n" + summaryLine(report) + "\n");
+        if (exitCode !== 0) {
+            // Interrupted: the containers are gone; no verdict, but which checks did not finish.
+            process.stderr.write(`smoke-test: ${report.stopped ?? "interrupted"}; every container of the run was removed\n`);
+            return exitCode;
+        }
         if (!report.passed) process.stderr.write([...formatFailures(report), ...pushedBesideNote()].join("\n") + "\n");
         return report.passed ? 0 : 1;
     } catch (err) {
+        if (exitCode !== 0) {
+            process.stderr.write(`smoke-test: ${err instanceof Error ? err.message : String(err)}\n`);
+            return exitCode;
+        }
         if (err instanceof ValidationSetupError) usage(err.message);
         throw err;
     }

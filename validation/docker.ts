@@ -1,5 +1,7 @@
-// The docker CLI as the validation uses it: every call can be aborted (the
-// client process is killed), so a failed check or a signal never waits on docker.
+// The docker CLI as the validation uses it: every call can be aborted. An aborted
+// call settles at once and its client is killed; nothing waits for that client to
+// exit (an attached `docker run` client may never exit while its container lives).
+// What the client started is removed by name (`docker rm -f`), not through it.
 import { spawn } from "node:child_process";
 
 export interface DockerResult {
@@ -21,14 +23,18 @@ export interface DockerCallOptions {
 /** Runs `docker <args>` (found on PATH); never throws for a non-zero exit. */
 export function docker(args: string[], opts: DockerCallOptions = {}): Promise<DockerResult & { bytes: Buffer }> {
     return new Promise((resolve, reject) => {
-        if (opts.signal?.aborted) return resolve({ code: null, stdout: "", stderr: "", combined: "", bytes: Buffer.alloc(0), aborted: true });
+        const none = { code: null, stdout: "", stderr: "", combined: "", bytes: Buffer.alloc(0), aborted: true };
+        if (opts.signal?.aborted) return resolve(none);
         const child = spawn("docker", args, { stdio: ["ignore", "pipe", "pipe"] });
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         const both: Buffer[] = [];
         child.stdout.on("data", (b: Buffer) => (out.push(b), both.push(b)));
         child.stderr.on("data", (b: Buffer) => (err.push(b), both.push(b)));
-        const onAbort = () => child.kill("SIGTERM");
+        const onAbort = () => {
+            child.kill("SIGKILL");
+            resolve(none);
+        };
         opts.signal?.addEventListener("abort", onAbort, { once: true });
         child.on("error", (e) => {
             opts.signal?.removeEventListener("abort", onAbort);

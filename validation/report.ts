@@ -37,10 +37,14 @@ export function formatReport(r: ValidationReport): string[] {
         if (c.status === "passed") lines.push(...c.details.map((d) => `      ! ${d}`));
     }
     const failed = r.checks.filter((c) => c.status === "failed");
+    const unfinished = r.checks.filter((c) => c.status === "skipped" && c.summary.startsWith("did not finish")).map((c) => c.name);
+    const cut = unfinished.length > 0 ? `; did not finish: ${unfinished.join(", ")}` : "";
     lines.push(
-        failed.length === 0
+        r.passed
             ? `all ${r.checks.length} checks passed in ${seconds(r.totalMs)}`
-            : `FAILED: ${failed.map((c) => c.name).join(", ")} (after ${seconds(r.totalMs)}; nothing was pushed)`,
+            : failed.length > 0
+              ? `FAILED: ${failed.map((c) => c.name).join(", ")} (after ${seconds(r.totalMs)}${cut}; nothing was pushed)`
+              : `STOPPED: ${r.stopped ?? "the validation stopped"} (after ${seconds(r.totalMs)}${cut}; nothing was pushed)`,
     );
     return lines;
 }

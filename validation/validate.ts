@@ -4,6 +4,9 @@
 // --rm` checks beside it. Nothing sleeps a fixed time: `docker wait` reports an
 // exit at once, the gateway passes on its first 2xx. The containers get only the
 // runbook's placeholders (test-key, test-token), never a real secret.
+// Every wait has a deadline: at a deadline, a failed check or an interrupt the
+// containers are removed by name (`docker rm -f`, they run under an init), and
+// nothing waits for a docker client that was told to stop.
 import { randomBytes } from "node:crypto";
 import * as http from "node:http";
 import * as os from "node:os";
@@ -14,6 +17,8 @@ import { nextSteps, ToolsInImage } from "./hints";
 export const SMOKE_LABEL = "kiloclaw-rollout.smoke=1";
 /** Which run (host:pid) owns a container. */
 export const SMOKE_OWNER_KEY = "kiloclaw-rollout.smoke.owner";
+/** The run's own identity (its container name prefix): cleanup and tests look for this label only. */
+export const SMOKE_RUN_KEY = "kiloclaw-rollout.smoke.run";
 export const GATEWAY_PORT = 18789;
 export const RUNTIME_CONFIG_PATH = "/root/.openclaw/openclaw.json";
 export const IMAGE_DIRECTORIES = ["/root/.openclaw", "/root/clawd"];
@@ -58,11 +63,30 @@ export interface ValidateImageOptions {
     startupDeadlineSeconds?: number;
     /** Deadline of the gateway's first 2xx after `docker run`. */
     gatewayDeadlineSeconds?: number;
+    /** Deadline of `openclaw doctor` (default: the short checks'; the real one takes ~9 s in the running gateway). */
+    doctorDeadlineSeconds?: number;
+    /** How `openclaw doctor` runs (DOCTOR_MODE): `exec` in the gateway's container once it answers (default), or `fresh`
+     *  in its own container beside the gateway's boot, at the lowest CPU weight. BENCHMARKS §1 measures both. */
+    doctorMode?: DoctorMode;
+    /** The run's container name prefix (and SMOKE_RUN_KEY label); random by default. */
+    runId?: string;
     /** Aborting stops every check and removes the containers before validateImage settles. */
     signal?: AbortSignal;
     /** Called as each check finishes (progress for a terminal). */
     onCheck?: (check: CheckResult) => void;
 }
+
+export type DoctorMode = "exec" | "fresh";
+export const DOCTOR_MODES: readonly DoctorMode[] = ["exec", "fresh"];
+
+/** The longest a whole validation can take with these (already multiplied) deadlines: the gateway's deadline, then
+ *  doctor in its container (one short-check deadline), plus setup and cleanup. scripts/smoke-test.sh enforces the same
+ *  sum (with the emulation factor, which it cannot know) as a backstop with `timeout`. */
+export function overallDeadlineSeconds(startup: number, gateway: number, doctor = startup): number {
+    return gateway + Math.max(startup, doctor) + OVERALL_SLACK_SECONDS;
+}
+/** Setup (docker info, image inspect), reading the config, and cleanup, beside the deadlines. */
+export const OVERALL_SLACK_SECONDS = 30;
 
 export interface EngineFacts {
     /** `docker info` Architecture, e.g. x86_64 or aarch64. */
@@ -91,6 +115,11 @@ export interface ValidationReport {
     runtimeConfig?: { gatewayPort?: unknown; modelBaseUrl?: unknown };
     /** Containers of earlier, killed runs that this run removed. */
     sweptContainers: string[];
+    /** Why the run stopped before every check finished (a failed check, a deadline, an interrupt); undefined when all ran. */
+    stopped?: string;
+    /** The run's identity: its containers' name prefix and SMOKE_RUN_KEY label. */
+    runId: string;
+    doctorMode: DoctorMode;
 }
 
 /** A problem with the setup rather than the image (Docker down, image not built): exit 2, not a failed check. */
@@ -128,12 +157,44 @@ export function sameNodeVersion(printed: string, expected: string): boolean {
     return printed.trim().replace(/^v/, "") === expected.trim().replace(/^v/, "");
 }
 
-/** Lines of `openclaw doctor` output that are warnings (the runbook: missing config, session dirs, gateway not running). */
+/** Box drawing and step markers that `openclaw doctor` (clack prompts) frames its notes with. */
+const FRAME_START = /^[\s│┃|◇◆◈●○◒◐◓◑├└┌╭╰┬┴─━]*/;
+const FRAME_END = /[\s│┃|╮╯╭╰┤─━]*$/;
+// eslint-disable-next-line no-control-regex -- colour codes start with ESC
+const ANSI_COLOUR = /\x1b\[[0-9;]*m/g;
+const ITEM_MARKER = /^(?:[⚠✖✗✘✔✓•*·-]|\d+[.)])\s/;
+
+/** Doctor's output as whole items: the frame stripped, and a line wrapped at the terminal width (more indented than
+ *  its item, no marker of its own) joined to the item it continues. */
+export function doctorItems(output: string): string[] {
+    const items: Array<{ indent: number; text: string }> = [];
+    for (const raw of output.split(/\r?\n/)) {
+        const framed = raw.replace(ANSI_COLOUR, "");
+        const indent = (FRAME_START.exec(framed)?.[0] ?? "").length;
+        const text = framed.replace(FRAME_START, "").replace(FRAME_END, "");
+        if (text === "" || /^[─━]+$/.test(text)) {
+            items.push({ indent: Infinity, text: "" }); // a blank line ends an item
+            continue;
+        }
+        const last = items[items.length - 1];
+        if (last && last.text !== "" && indent > last.indent && !ITEM_MARKER.test(text)) last.text += ` ${text}`;
+        else items.push({ indent, text });
+    }
+    return items.map((i) => i.text).filter((t) => t !== "");
+}
+
+/** Doctor's warnings (the runbook: missing config, session dirs, gateway not running), each a whole item; "No … warnings
+ *  detected." and "0 errors" are reports that there is nothing to warn about, not warnings. */
 export function doctorWarnings(output: string): string[] {
-    return output
-        .split(/\r?\n/)
-        .map((l) => l.trim())
-        .filter((l) => /warn|⚠|missing|not running|not found|no such|does not exist|not configured|\bno\b.*\bfound\b/i.test(l));
+    return doctorItems(output)
+        .filter((l) => /warn|⚠|missing|not running|not found|no such|does not exist|not configured|invalid|\bno\b.*\bfound\b/i.test(l))
+        .filter((l) => !/\b(?:no|0|zero)\b[\w\s-]*\b(?:warnings?|errors?|issues?|problems?)\b(?:\s+(?:detected|found|reported))?[.!]?$/i.test(l));
+}
+
+/** Doctor read a runtime config it could not use ("Config invalid; doctor will run with best-effort config."): it still
+ *  exits 0, so this is how the runtime config check hears of it. The lines that say so. */
+export function doctorConfigInvalid(output: string): string[] {
+    return doctorItems(output).filter((l) => /config(?:uration)? (?:is )?invalid|invalid config/i.test(l));
 }
 
 /** What a developer checks by hand in the runtime config; throws when it is not a JSON object. */
@@ -160,6 +221,39 @@ export function shebangShell(script: string): "bash" | "sh" | undefined {
     const m = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(script);
     const interpreter = m && (m[1].endsWith("/env") ? m[2] : m[1].slice(m[1].lastIndexOf("/") + 1));
     return interpreter === "bash" || interpreter === "sh" ? interpreter : undefined;
+}
+
+/** Sockets in LISTEN state from /proc/net/tcp and /proc/net/tcp6 (read inside a container): address and port. */
+export function listeningSockets(procNetTcp: string): Array<{ address: string; port: number }> {
+    const found: Array<{ address: string; port: number }> = [];
+    for (const line of procNetTcp.split("\n")) {
+        const [, local, , state] = line.trim().split(/\s+/);
+        if (state !== "0A" || !local?.includes(":")) continue;
+        const [hex, port] = local.split(":");
+        const address =
+            hex.length === 8
+                ? [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join(".")
+                : /^0+$/.test(hex)
+                  ? "::"
+                  : hex === "00000000000000000000000001000000"
+                    ? "::1"
+                    : `[${hex}]`;
+        found.push({ address, port: parseInt(port, 16) });
+    }
+    return found;
+}
+
+/** What the gateway deadline's report says about the port inside the container: dead and slow look alike from outside. */
+export function describeListeners(sockets: Array<{ address: string; port: number }> | undefined, port: number): string {
+    if (!sockets) return `could not tell whether anything listens on ${port} inside the container`;
+    const onPort = sockets.filter((s) => s.port === port);
+    const others = [...new Set(sockets.filter((s) => s.port !== port).map((s) => s.port))].sort((x, y) => x - y);
+    const elsewhere = others.length > 0 ? ` (listening inside: ${others.join(", ")})` : " (nothing listens inside at all)";
+    if (onPort.length === 0) return `nothing listens on ${port} inside the container${elsewhere}`;
+    const loopbackOnly = onPort.every((s) => s.address.startsWith("127.") || s.address === "::1");
+    if (loopbackOnly)
+        return `something listens on ${port} inside the container, but on loopback only (${onPort[0].address}): the published port cannot reach it`;
+    return `something listens on ${port} inside the container (${onPort[0].address}) but did not answer with a 2xx`;
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -216,20 +310,33 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     const started = Date.now();
     const at = () => Date.now() - started;
     const { image } = opts;
+    const doctorMode = opts.doctorMode ?? "exec";
 
     const abort = new AbortController();
-    const onOuterAbort = () => abort.abort();
+    /** Why the run stopped early: the first failure, a deadline, or the interrupt's reason (the signal's name). */
+    let stopped: string | undefined;
+    const stop = (why: string) => {
+        stopped ??= why;
+        abort.abort();
+    };
+    const interruptedBy = () => (typeof opts.signal?.reason === "string" ? opts.signal.reason : "an interrupt");
+    const onOuterAbort = () => stop(`interrupted (${interruptedBy()})`);
+    if (opts.signal?.aborted) onOuterAbort();
     opts.signal?.addEventListener("abort", onOuterAbort, { once: true });
     const signal = abort.signal;
 
-    const prefix = `kiloclaw-smoke-${randomBytes(4).toString("hex")}`;
+    const prefix = opts.runId ?? `kiloclaw-smoke-${randomBytes(4).toString("hex")}`;
     const containers: string[] = [];
-    const labels = ["--label", SMOKE_LABEL, "--label", `${SMOKE_OWNER_KEY}=${os.hostname()}:${process.pid}`];
+    const labels = ["--label", SMOKE_LABEL, "--label", `${SMOKE_OWNER_KEY}=${os.hostname()}:${process.pid}`, "--label", `${SMOKE_RUN_KEY}=${prefix}`];
     const env = (keys: Array<keyof typeof PLACEHOLDER_ENV>) => keys.flatMap((k) => ["-e", `${k}=${PLACEHOLDER_ENV[k]}`]);
+    // --init: an init as PID 1 forwards signals and reaps, so no container outlives `docker rm -f` because its own PID 1
+    // ignores signals. Never -t: doctor waits for an answer on a TTY.
     const runArgs = (suffix: string, extra: string[]) => {
         containers.push(`${prefix}-${suffix}`);
-        return ["run", "--name", `${prefix}-${suffix}`, ...labels, ...extra];
+        return ["run", "--init", "--name", `${prefix}-${suffix}`, ...labels, ...extra];
     };
+    /** Removes one container at once (its client, if any, is not waited for). */
+    const remove = (name: string) => docker(["rm", "-f", "-v", name]);
 
     // The gateway's boot is the critical path: its container starts first, while the engine and the image are
     // looked at. (--pull never: an image that is not in the engine fails here instead of being pulled.)
@@ -249,11 +356,17 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         ],
         { signal },
     );
-    const [inspected, info] = await Promise.all([docker(["image", "inspect", image]), docker(["info", "--format", "{{.Architecture}}"])]);
+    const [inspected, info] = await Promise.all([
+        docker(["image", "inspect", image], { signal }),
+        docker(["info", "--format", "{{.Architecture}}"], { signal }),
+    ]);
     if (info.code !== 0 || inspected.code !== 0) {
         await launch;
         await docker(["rm", "-f", "-v", ...containers]);
+        await removeByLabel(prefix);
         opts.signal?.removeEventListener("abort", onOuterAbort);
+        if (opts.signal?.aborted)
+            throw new ValidationSetupError(`interrupted (${interruptedBy()}) before any check started; nothing is left running.`);
         if (info.code !== 0) throw new ValidationSetupError("Docker is not running: run bootstrap/start-docker.sh (or start Docker Desktop).");
         throw new ValidationSetupError(`image '${image}' is not in the local Docker engine; build it first.`);
     }
@@ -265,17 +378,25 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         opts.startupDeadlineSeconds ?? 60,
         opts.gatewayDeadlineSeconds ?? 90,
     );
+    /** What the image runs when started: the debugging steps start from it, never from a path we assume. */
+    const imageCommand = [...(facts.Config?.Entrypoint ?? []), ...(facts.Config?.Cmd ?? [])];
+    // Every wait below has its own deadline; this one bounds what has none (docker cp, docker port, a stuck engine).
+    const doctorDeadline = (opts.doctorDeadlineSeconds ?? opts.startupDeadlineSeconds ?? 60) * engine.deadlineFactor;
+    const overall = overallDeadlineSeconds(engine.startupDeadlineSeconds, engine.gatewayDeadlineSeconds, doctorDeadline);
+    const overallTimer = setTimeout(() => stop(`the whole validation's deadline (${overall}s) passed`), overall * 1000);
 
     const checks = new Map<CheckName, CheckResult>();
+    const running = new Set<CheckName>();
     let firstFailure: CheckName | undefined;
     const finish = (name: CheckName, status: CheckResult["status"], summary: string, details: string[] = [], steps: string[] = []) => {
         if (checks.has(name)) return;
+        running.delete(name);
         const check: CheckResult = { name, status, atMs: at(), summary, details, nextSteps: steps };
         checks.set(name, check);
         opts.onCheck?.(check);
         if (status === "failed" && !firstFailure) {
             firstFailure = name;
-            abort.abort(); // the first failure stops the rest: fail fast, clean up at once
+            stop(`the ${name} check failed`); // the first failure stops the rest: fail fast, clean up at once
         }
     };
     // Which commands a failed check's debugging steps may use. Looked up beside the short checks, so that a
@@ -283,6 +404,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     let tools: Promise<ToolsInImage> | undefined;
     let toolsFound: ToolsInImage | undefined;
     const stopTools = new AbortController();
+    const toolsTimer = setTimeout(() => stopTools.abort(), engine.startupDeadlineSeconds * 1000);
     const toolsInImage = () =>
         (tools ??= docker(
             [
@@ -292,43 +414,71 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
             ],
             { signal: stopTools.signal },
         ).then((r) => (toolsFound = new Set(r.code === 0 ? r.stdout.split(/\s+/).filter(Boolean) : []))));
+    /** The interpreter of the image's command when that is a script (`#!/bin/sh`), read from a container of the image. */
+    let scriptShell: "bash" | "sh" | undefined;
+    const hintContext = (tools: ToolsInImage) => ({
+        image,
+        tools,
+        engine,
+        expectedOpenclawVersion: opts.expectedOpenclawVersion,
+        command: imageCommand,
+        scriptShell,
+        doctorMode,
+    });
     /** Fails a check with its next steps; `details` may still be coming (a log tail), fetched beside the tools lookup. */
     const failWithSteps = async (name: CheckName, summary: string, details: string[] | Promise<string[]>, known?: Promise<ToolsInImage>) => {
-        const needsTools = name === "startup" || name === "gateway" || name === "runtime config";
+        const needsTools =
+            name === "startup" || name === "gateway" || name === "runtime config" || (name === "openclaw doctor" && doctorMode === "exec");
         const [tools, lines] = await Promise.all([known ?? (needsTools ? toolsInImage() : new Set<string>()), details]);
-        finish(name, "failed", summary, lines, nextSteps(name, { image, tools, engine, expectedOpenclawVersion: opts.expectedOpenclawVersion }));
+        finish(name, "failed", summary, lines, nextSteps(name, hintContext(tools)));
     };
     /** The shell the debugging steps of a failed start may use: the start script's own interpreter, read from the exited
-     *  container (faster than waiting for the tools lookup); that lookup when the script names none. */
+     *  container (faster than waiting for the tools lookup); that lookup when the image's command is no shell script. */
     const startShell = async (container: string): Promise<ToolsInImage> => {
-        if (toolsFound) return toolsFound;
-        const script = [...(facts.Config?.Entrypoint ?? []), ...(facts.Config?.Cmd ?? [])][0];
-        const copied = script?.startsWith("/") ? await docker(["cp", "-L", `${container}:${script}`, "-"], { binary: true }) : undefined;
+        const script = imageCommand[0];
+        const copied = script?.startsWith("/")
+            ? await docker(["cp", "-L", `${container}:${script}`, "-"], { binary: true, signal: stopTools.signal })
+            : undefined;
         const file = copied?.code === 0 ? firstFileInTar(copied.bytes) : undefined;
-        const shell = file && shebangShell(file.content.subarray(0, 200).toString("utf8"));
-        return shell ? new Set([shell]) : toolsInImage();
+        scriptShell = file && shebangShell(file.content.subarray(0, 200).toString("utf8"));
+        if (toolsFound) return toolsFound;
+        return scriptShell ? new Set([scriptShell]) : toolsInImage();
     };
     /** The last log lines of a container, stdout and stderr merged by the engine's timestamps (lines written within
      *  microseconds of each other on the two streams may still swap). */
-    const logTail = async (container: string) => {
-        const r = await docker(["logs", "--timestamps", "--tail", "30", container]);
+    const logTail = async (container: string, lines = 30) => {
+        const r = await docker(["logs", "--timestamps", "--tail", String(lines), container], { signal: stopTools.signal });
         const stamped = r.combined.split(/\r?\n/).filter((l) => l !== "");
-        return stamped.sort().map((l) => l.replace(/^\S+Z /, ""));
+        return stamped.sort().map((l) => redact(l.replace(/^\S+Z /, "")));
     };
 
-    /** A short `docker run --rm` with the startup deadline; undefined when it timed out or was aborted. */
-    const shortRun = async (name: CheckName, suffix: string, command: string[], withEnv: Array<keyof typeof PLACEHOLDER_ENV> = []) => {
+    /** A command with the startup deadline: a short `docker run --rm`, or a `docker exec` in the gateway's container.
+     *  At the deadline the check fails at once and its container is removed by name; undefined when it timed out or
+     *  the run stopped. */
+    const withDeadline = async (name: CheckName, command: string[], args: string[], container: string, deadline = engine.startupDeadlineSeconds) => {
+        running.add(name);
+        const startedAt = at();
         const timer = new AbortController();
-        const t = setTimeout(() => timer.abort(), engine.startupDeadlineSeconds * 1000);
-        const both = AbortSignal.any([signal, timer.signal]);
-        const r = await docker([...runArgs(suffix, ["--rm", ...env(withEnv), image]), ...command], { signal: both });
+        const t = setTimeout(() => timer.abort(), deadline * 1000);
+        const r = await docker(args, { signal: AbortSignal.any([signal, timer.signal]) });
         clearTimeout(t);
         if (timer.signal.aborted && !signal.aborted) {
-            await failWithSteps(name, `\`${command.join(" ")}\` did not finish within ${engine.startupDeadlineSeconds}s`, []);
+            const removed = remove(container);
+            const ran = `started ${seconds(startedAt)}, stopped ${seconds(at())}`;
+            await failWithSteps(name, `\`${command.join(" ")}\` did not finish within its ${deadline}s deadline (${ran})`, []);
+            await removed;
             return undefined;
         }
         return r.aborted ? undefined : r;
     };
+    const shortRun = (
+        name: CheckName,
+        suffix: string,
+        command: string[],
+        withEnv: Array<keyof typeof PLACEHOLDER_ENV> = [],
+        extra: string[] = [],
+        deadline?: number,
+    ) => withDeadline(name, command, [...runArgs(suffix, ["--rm", ...extra, ...env(withEnv), image]), ...command], `${prefix}-${suffix}`, deadline);
     /** Why a short check's command failed: not in the image at all, or its exit code. */
     const exitedWith = (r: DockerResult, executable: string) =>
         /executable file not found/.test(r.stderr) ? `\`${executable}\` is not in the image` : `exit code ${r.code}`;
@@ -374,31 +524,52 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         finish("directories", "passed", IMAGE_DIRECTORIES.join(", "));
     };
 
-    const doctor = async () => {
-        const r = await shortRun("openclaw doctor", "doctor", ["openclaw", "doctor"], ["KILOCODE_API_KEY"]);
-        if (!r) return;
-        if (r.code !== 0) return failWithSteps("openclaw doctor", `openclaw doctor crashed (${exitedWith(r, "openclaw")})`, tail(r.combined));
-        const warnings = doctorWarnings(r.combined);
-        const summary =
-            warnings.length === 0 ? "ran, no warnings" : `ran, ${warnings.length} warning(s) (expected before the entrypoint writes the config)`;
+    /** `openclaw doctor`: in its own container beside the boot (fresh), or in the gateway's container (exec). It exits 0
+     *  even on a config it cannot use; that is the runtime config check's failure. Undefined when it did not finish. */
+    const doctor = async (): Promise<{ configInvalid: string[] } | undefined> => {
+        const command = ["openclaw", "doctor"];
+        const r =
+            doctorMode === "fresh"
+                ? await shortRun("openclaw doctor", "doctor", command, ["KILOCODE_API_KEY"], ["--cpu-shares", "2"], doctorDeadline)
+                : await withDeadline("openclaw doctor", command, ["exec", gatewayContainer, ...command], gatewayContainer, doctorDeadline);
+        if (!r) return undefined;
+        const where = doctorMode === "fresh" ? "in a fresh container" : "in the gateway's container";
+        if (r.code !== 0) {
+            await failWithSteps("openclaw doctor", `openclaw doctor crashed ${where} (${exitedWith(r, "openclaw")})`, tail(redact(r.combined)));
+            return undefined;
+        }
+        const warnings = doctorWarnings(redact(r.combined));
+        const expected = doctorMode === "fresh" ? " (expected before the entrypoint writes the config)" : "";
+        const summary = warnings.length === 0 ? `ran ${where}, no warnings` : `ran ${where}, ${warnings.length} warning(s)${expected}`;
         finish("openclaw doctor", "passed", summary, warnings.slice(0, 10));
+        return { configInvalid: doctorConfigInvalid(redact(r.combined)) };
     };
+    const freshDoctor = doctorMode === "fresh" ? doctor : async () => undefined;
 
     let previous: { ref: string; size: number } | undefined;
     const imageSize = async () => {
         previous = await previousImage(image, facts, opts.previousImage, signal);
+        if (signal.aborted) return;
         const change = previous ? ` (${formatChange(facts.Size - previous.size)} vs ${previous.ref})` : " (no previous tag to compare with)";
         finish("image size", "passed", `${formatBytes(facts.Size)}${change}`);
+    };
+
+    /** Whether anything listens on the gateway's port inside the container (read from /proc, with the image's cat). */
+    const listeners = async (name: string) => {
+        const r = await docker(["exec", name, "cat", "/proc/net/tcp", "/proc/net/tcp6"], { signal: stopTools.signal });
+        return r.code === 0 || r.stdout.includes(" sl ") ? listeningSockets(r.stdout) : undefined;
     };
 
     let gatewayUrl: string | undefined;
     let runtimeConfig: ValidationReport["runtimeConfig"];
     const gateway = async () => {
         const name = gatewayContainer;
+        running.add("startup");
         const run = await launch;
         launched();
         if (run.aborted) return;
         if (run.code !== 0) return failWithSteps("startup", "docker run failed", tail(run.combined));
+        running.add("gateway");
         // Resolves the moment the container exits: no polling, no settle time.
         let exited: { code: string; atMs: number } | undefined;
         const waiting = docker(["wait", name], { signal }).then((r) => {
@@ -432,28 +603,34 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
             if (signal.aborted) return;
             if (exited) return containerExited();
             if (gatewayUrl) {
-                const answer = await getOnce(gatewayUrl, 2000);
+                const answer = await getOnce(gatewayUrl, Math.max(1, Math.min(2000, deadline - Date.now())));
                 if (answer.status !== undefined && answer.status >= 200 && answer.status < 300) {
                     status = answer.status;
                     break;
                 }
                 lastError = answer.status !== undefined ? `HTTP ${answer.status}` : answer.error!;
             }
+            if (signal.aborted) return;
             if (Date.now() >= deadline) {
                 if (exited) return containerExited();
                 startupHeld();
+                // Dead or slow: what listens inside, and how far the log got.
+                const [sockets, log] = await Promise.all([listeners(name), logTail(name, 15)]);
                 return failWithSteps(
                     "gateway",
-                    `no HTTP 2xx from ${gatewayUrl ?? "the published port"} (container port ${GATEWAY_PORT}) within ${engine.gatewayDeadlineSeconds}s; ` +
-                        `last error: ${lastError}`,
-                    logTail(name),
+                    `no HTTP 2xx from ${gatewayUrl ?? "the published port"} (container port ${GATEWAY_PORT}) within its ` +
+                        `${engine.gatewayDeadlineSeconds}s deadline; last error: ${lastError}; ${describeListeners(sockets, GATEWAY_PORT)}`,
+                    ["last lines of its log:", ...log],
                 );
             }
             await Promise.race([sleep(50, signal), waiting]);
         }
         finish("gateway", "passed", `HTTP ${status} on ${gatewayUrl} ${seconds(at() - launchedAt)} after docker run`);
+        running.add("runtime config");
 
         // The entrypoint wrote the runtime config before starting the gateway; `docker cp` needs no tool in the image.
+        // Doctor (exec mode) runs in this container meanwhile, against that same config.
+        const doctorRun = doctorMode === "exec" ? doctor() : undefined;
         const copied = await docker(["cp", "-L", `${name}:${RUNTIME_CONFIG_PATH}`, "-"], { signal, binary: true });
         if (copied.aborted) return;
         if (exited) return containerExited();
@@ -469,6 +646,15 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
             const firstLine = redact(file.content.toString("utf8").split("\n")[0].slice(0, 120));
             return failWithSteps("runtime config", `${RUNTIME_CONFIG_PATH} is not valid JSON: ${redact((e as Error).message)}`, [firstLine]);
         }
+        const ran = await (doctorRun ?? doctorDone);
+        if (!ran) return; // doctor failed or did not finish: its own check says why
+        if (ran.configInvalid.length > 0) {
+            return failWithSteps(
+                "runtime config",
+                `openclaw doctor says ${RUNTIME_CONFIG_PATH} is invalid (it exits 0 and runs with a best-effort config)`,
+                ran.configInvalid,
+            );
+        }
         const port18789 = runtimeConfig.gatewayPort === GATEWAY_PORT ? "" : ` (expected ${GATEWAY_PORT})`;
         finish(
             "runtime config",
@@ -482,29 +668,31 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     // slow its start on a small machine.
     let launched!: () => void;
     const afterLaunch = new Promise<void>((resolve) => (launched = resolve));
-    const short = (check: () => Promise<void>) => afterLaunch.then(check);
+    const short = <T>(check: () => Promise<T>) => afterLaunch.then(check);
     void afterLaunch.then(toolsInImage);
-    const sweep = afterLaunch.then(() => sweepLeftovers()).catch(() => [] as string[]);
+    const doctorDone = short(freshDoctor);
+    const sweep = afterLaunch.then(() => sweepLeftovers(stopTools.signal)).catch(() => [] as string[]);
     try {
-        await Promise.all([gateway(), short(openclawVersion), short(nodeVersion), short(directories), short(doctor), short(imageSize)]);
+        await Promise.all([gateway(), short(openclawVersion), short(nodeVersion), short(directories), doctorDone, short(imageSize)]);
     } finally {
+        clearTimeout(overallTimer);
         opts.signal?.removeEventListener("abort", onOuterAbort);
-        abort.abort(); // stops `docker wait` and anything still running
-        stopTools.abort();
-        await tools; // its docker client has exited before the containers are removed: it creates nothing afterwards
+        abort.abort(); // stops `docker wait` and anything still running (their clients are not waited for)
+        if (stopped) stopTools.abort();
+        clearTimeout(toolsTimer);
+        await tools; // settled: it creates nothing once the containers below are removed
         await docker(["rm", "-f", "-v", ...containers]);
-        if (firstFailure || opts.signal?.aborted) {
-            // A docker client killed mid-create may leave the engine to finish creating after the rm above: look again.
-            const late = await docker(["ps", "-aq", "--filter", `name=^${prefix}-`]);
-            const ids = late.stdout.split("\n").filter((l) => l.trim() !== "");
-            if (ids.length > 0) await docker(["rm", "-f", "-v", ...ids]);
-        }
+        // A docker client killed mid-create may leave the engine to finish creating after the rm above: look again,
+        // by this run's label.
+        if (stopped) await removeByLabel(prefix);
     }
     const swept = await sweep;
 
-    const reason = firstFailure ? `not run: stopped after the ${firstFailure} check failed` : "not run: the validation was interrupted";
     for (const name of CHECK_NAMES) {
-        if (!checks.has(name)) checks.set(name, { name, status: "skipped", atMs: at(), summary: reason, details: [], nextSteps: [] });
+        if (checks.has(name)) continue;
+        const why = stopped ?? "the validation stopped";
+        const summary = running.has(name) ? `did not finish: ${why}` : `not run: ${why}`;
+        checks.set(name, { name, status: "skipped", atMs: at(), summary, details: [], nextSteps: [] });
     }
     const ordered = CHECK_NAMES.map((n) => checks.get(n)!);
     return {
@@ -523,7 +711,18 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
         gatewayUrl,
         runtimeConfig,
         sweptContainers: swept,
+        stopped,
+        runId: prefix,
+        doctorMode,
     };
+}
+
+/** Removes every container carrying this run's label; their ids. */
+async function removeByLabel(runId: string): Promise<string[]> {
+    const late = await docker(["ps", "-aq", "--filter", `label=${SMOKE_RUN_KEY}=${runId}`]);
+    const ids = late.stdout.split("\n").filter((l) => l.trim() !== "");
+    if (ids.length > 0) await docker(["rm", "-f", "-v", ...ids]);
+    return ids;
 }
 
 /** The image to compare sizes with: the given one, else the newest other tag of the same repository (the runbook's `docker images kiloclaw`). */

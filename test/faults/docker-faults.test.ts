@@ -130,7 +130,7 @@ describe("faults: the Docker-backed path", function () {
             assert.equal(result.code, 1);
             assert.match(result.stderr, /startup: the container exited with code 1/);
             assert.match(result.stderr, /config generation failed/);
-            assert.match(result.stderr, /Next step \(runbook Troubleshooting, "Container won't start"\): debug the entrypoint/);
+            assert.match(result.stderr, /Next step \(runbook Troubleshooting, "Container won't start"\): run the image's own command/);
             run.outcome = "stopped-with-message";
             await run.checkLeaks(scriptScope(images.exits));
         }));

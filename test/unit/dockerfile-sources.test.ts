@@ -288,6 +288,19 @@ describe("staged build context", () => {
         );
     });
 
+    it("keeps the checkout's directory modes inside copied directories, and the tag covers them", () => {
+        const skillDir = path.join(checkout, "skills", "gateway-debug");
+        fs.chmodSync(skillDir, 0o775); // a group-writable checkout (umask 002)
+        const staged = stageBuildContext(checkout, "Dockerfile", {}, root);
+        assert.equal((fs.statSync(path.join(staged.dir, "skills", "gateway-debug")).mode & 0o777).toString(8), "775");
+        fs.chmodSync(skillDir, 0o755);
+        assert.notEqual(imageTagForContext(checkout), staged.tag, "a directory mode reaches the image: the tag moves");
+        assert.equal(
+            (fs.statSync(path.join(stageBuildContext(checkout, "Dockerfile", {}, root).dir, "skills", "gateway-debug")).mode & 0o777).toString(8),
+            "755",
+        );
+    });
+
     it("is the same directory with the same files for the same inputs, and restages a hand-edited copy", () => {
         const first = stageBuildContext(checkout, "Dockerfile", {}, root);
         const before = listing(first.dir);

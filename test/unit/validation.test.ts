@@ -8,8 +8,13 @@ import { nextSteps } from "../../validation/hints";
 import { formatReport, parseValidationOutput, summaryLine } from "../../validation/report";
 import {
     CHECK_NAMES,
+    describeListeners,
+    doctorConfigInvalid,
+    doctorItems,
     doctorWarnings,
     engineFacts,
+    listeningSockets,
+    overallDeadlineSeconds,
     formatBytes,
     formatChange,
     readRuntimeConfig,
@@ -73,6 +78,69 @@ describe("image validation (pure parts)", () => {
     it("picks doctor's warnings out of its output", () => {
         const out = "OpenClaw doctor 2026.2.9\n⚠ Config: missing\nSessions: no session directories found\nGateway: not running\nDoctor complete";
         assert.deepEqual(doctorWarnings(out), ["⚠ Config: missing", "Sessions: no session directories found", "Gateway: not running"]);
+    });
+
+    // Doctor frames its notes (clack) and wraps them at the terminal width.
+    const framed = [
+        "┌  OpenClaw doctor 2026.3.13",
+        "│",
+        "◇  State ───────────────────────────────╮",
+        "│                                        │",
+        "│  - Sessions: no session directories    │",
+        "│    found under /root/.openclaw/agents  │",
+        "│                                        │",
+        "├────────────────────────────────────────╯",
+        "◇  Security ────────────────────────────╮",
+        "│  - No channel security warnings detected.  │",
+        "├────────────────────────────────────────╯",
+        "◇  Config ──────────────────────────────╮",
+        "│  Config invalid; doctor will run with  │",
+        "│    best-effort config.                 │",
+        "│  - gateway.bind: Invalid enum value    │",
+        "├────────────────────────────────────────╯",
+        "└  Doctor complete: 0 errors",
+    ].join("\n");
+
+    it("shows doctor's warnings as whole lines, and only real ones", () => {
+        assert.ok(doctorItems(framed).includes("- Sessions: no session directories found under /root/.openclaw/agents"));
+        assert.deepEqual(doctorWarnings(framed), [
+            "- Sessions: no session directories found under /root/.openclaw/agents",
+            "Config invalid; doctor will run with best-effort config.",
+            "- gateway.bind: Invalid enum value",
+        ]);
+        assert.ok(!doctorWarnings(framed).some((w) => /No channel security warnings|0 errors/.test(w)), "reports of nothing are not warnings");
+    });
+
+    it('hears "Config invalid" from doctor (which exits 0 on it)', () => {
+        assert.deepEqual(doctorConfigInvalid(framed), ["Config invalid; doctor will run with best-effort config."]);
+        assert.deepEqual(doctorConfigInvalid(framed.replace(/Config invalid.*\n.*best-effort config\..*\n/, "")), []);
+    });
+
+    it("tells dead from slow: what listens on the gateway's port inside the container", () => {
+        const tcp = [
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+            "   0: 00000000:4965 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+            "   1: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1",
+            "   2: 0100007F:4965 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 3 1",
+        ].join("\n");
+        assert.deepEqual(listeningSockets(tcp), [
+            { address: "0.0.0.0", port: 18789 },
+            { address: "127.0.0.1", port: 3000 },
+        ]);
+        assert.match(describeListeners(listeningSockets(tcp), 18789), /^something listens on 18789 .* \(0\.0\.0\.0\) but did not answer/);
+        assert.match(describeListeners([{ address: "127.0.0.1", port: 18789 }], 18789), /loopback only \(127\.0\.0\.1\)/);
+        assert.equal(
+            describeListeners([{ address: "127.0.0.1", port: 3000 }], 18789),
+            "nothing listens on 18789 inside the container (listening inside: 3000)",
+        );
+        assert.match(describeListeners([], 18789), /nothing listens on 18789 .*nothing listens inside at all/);
+        assert.match(describeListeners(undefined, 18789), /could not tell/);
+    });
+
+    it("bounds the whole run by the gateway's deadline, doctor's after it, and setup", () => {
+        assert.equal(overallDeadlineSeconds(60, 90), 180);
+        assert.equal(overallDeadlineSeconds(3, 2), 35);
+        assert.equal(overallDeadlineSeconds(60, 90, 120), 240);
     });
 
     it("reads only the gateway port and the model base URL from the runtime config", () => {
@@ -139,6 +207,9 @@ describe("image validation (pure parts)", () => {
             previousImageSizeBytes: 1_400_000_000,
             imageSizeChangeBytes: 100_000_000,
             sweptContainers: ["abc (pid 12)"],
+            stopped: "the gateway check failed",
+            runId: "kiloclaw-smoke-1",
+            doctorMode: "exec",
         };
 
         it("has one line per check with result and time, the emulation note and the verdict", () => {
@@ -151,6 +222,22 @@ describe("image validation (pure parts)", () => {
             assert.ok(lines.includes("  – runtime config            ok"));
             assert.ok(lines.includes("      ! ⚠ Gateway: not running"));
             assert.match(lines[lines.length - 1], /^FAILED: gateway \(after 21\.4s; nothing was pushed\)$/);
+        });
+
+        it("names the checks that did not finish, and an interrupt as the reason when nothing failed", () => {
+            const cut = {
+                ...report,
+                stopped: "interrupted (SIGTERM)",
+                checks: report.checks.map((c) =>
+                    c.name === "gateway" || c.name === "runtime config"
+                        ? { ...c, status: "skipped" as const, summary: `did not finish: interrupted (SIGTERM)` }
+                        : c,
+                ),
+            };
+            assert.equal(
+                formatReport(cut).at(-1),
+                "STOPPED: interrupted (SIGTERM) (after 21.4s; did not finish: gateway, runtime config; nothing was pushed)",
+            );
         });
 
         it("round-trips the summary the component turns into outputs", () => {
@@ -169,11 +256,28 @@ describe("image validation (pure parts)", () => {
     });
 
     describe("next steps", () => {
-        const ctx = (tools: string[]) => ({
+        const FEB26 = ["/usr/local/bin/start-openclaw.sh"];
+        const NEWEST = ["node", "/usr/local/bin/kiloclaw-controller.js"];
+        const ctx = (tools: string[], command = FEB26, scriptShell?: "bash" | "sh") => ({
             image: "kiloclaw:t",
             tools: new Set(tools),
             engine: engineFacts("x86_64", "linux", "amd64", 60, 90),
             expectedOpenclawVersion: "2026.2.9",
+            command,
+            scriptShell,
+            doctorMode: "exec" as const,
+        });
+        it("start from the image's own command: a start script, or the newest shape's controller", () => {
+            const feb26 = nextSteps("startup", ctx(["bash"], FEB26, "bash")).join("\n");
+            assert.match(feb26, /--entrypoint bash kiloclaw:t -x \/usr\/local\/bin\/start-openclaw\.sh$/m);
+            const newest = nextSteps("startup", ctx(["bash"], NEWEST)).join("\n");
+            assert.match(newest, /run the image's own command \(node \/usr\/local\/bin\/kiloclaw-controller\.js\)/);
+            assert.match(newest, /docker run --rm .* kiloclaw:t$/m);
+            for (const check of ["startup", "gateway", "runtime config", "openclaw doctor"] as const) {
+                const text = nextSteps(check, ctx(["bash", "sh", "curl", "cat"], NEWEST)).join("\n");
+                assert.doesNotMatch(text, /start-openclaw/, `${check}: names a script the newest image does not have`);
+            }
+            assert.match(nextSteps("runtime config", ctx(["cat"], NEWEST)).join("\n"), /docker exec kiloclaw-config openclaw doctor/);
         });
         it("use only commands the image has (the real image: bash and curl, no ps)", () => {
             const real = nextSteps("gateway", ctx(["bash", "sh", "curl", "cat"])).join("\n");
@@ -182,7 +286,10 @@ describe("image validation (pure parts)", () => {
             const busybox = nextSteps("gateway", ctx(["sh", "ps", "wget", "cat"])).join("\n");
             assert.match(busybox, /ps aux \| grep openclaw/);
             assert.match(busybox, /wget -qO- http:\/\/localhost:18789\//);
-            assert.match(nextSteps("startup", ctx(["bash"])).join("\n"), /bash -x \/usr\/local\/bin\/start-openclaw\.sh/);
+            assert.match(
+                nextSteps("startup", ctx(["bash"], FEB26, "bash")).join("\n"),
+                /--entrypoint bash kiloclaw:t -x \/usr\/local\/bin\/start-openclaw\.sh/,
+            );
             const noShell = nextSteps("startup", ctx([])).join("\n");
             assert.doesNotMatch(noShell, /-x \/usr\/local\/bin/);
             assert.match(noShell, /docker logs -f kiloclaw-test/);
