@@ -1,4 +1,3 @@
-import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { parseValidationOutput } from "../validation/report";
@@ -38,7 +37,8 @@ export class ImageValidation extends pulumi.ComponentResource {
         const smoke = new command.local.Command(
             `${name}-smoke`,
             {
-                create: `bash ${path.join(__dirname, "..", "scripts", "smoke-test.sh")}`,
+                // Relative: the command provider runs in the project directory (dir unset), so no checkout's path is in the state.
+                create: "bash scripts/smoke-test.sh",
                 // Placeholder credentials only (set inside the validation): the image never sees a real key here.
                 environment: {
                     IMAGE: args.image,

@@ -76,8 +76,6 @@ describe("build mode under the engine", function () {
 
         // A project in the temp dir whose program is this repository: no stack files in the repo.
         stack = await openRehearsalStack({ dir: engineDir, stackName: STACK, pulumi });
-        // The staged build contexts go to the temp dir too, removed with it.
-        stack.workspace.envVars.XDG_CACHE_HOME = path.join(work, "cache");
         await stack.setAllConfig({
             "kiloclaw:kiloclawDir": { value: checkout },
             "kiloclaw:userId": { value: USER },
