@@ -62,6 +62,23 @@ export interface ProgramOptions {
     adjust?: (config: RolloutConfig) => RolloutConfig;
     /** The cwd the program runs in, as the engine runs it in the project directory. Default: one scratch dir per process. */
     projectDir?: string;
+    /** The program's modules, e.g. from a copy of the project elsewhere (loadProgram). Default: this checkout's. */
+    program?: ProgramModules;
+}
+
+/** What index.ts runs: the config loader and the rollout. */
+export interface ProgramModules {
+    loadRolloutConfig: typeof loadRolloutConfig;
+    rollout: typeof rollout;
+}
+
+/** The program of a copy of this project at `projectDir` (its node_modules resolving to this checkout's, so the SDK is shared). */
+export function loadProgram(projectDir: string): ProgramModules {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { loadRolloutConfig } = require(path.join(projectDir, "lib", "config.ts")) as ProgramModules;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { rollout } = require(path.join(projectDir, "rollout.ts")) as ProgramModules;
+    return { loadRolloutConfig, rollout };
 }
 
 class RecordingMonitor extends MockMonitor {
@@ -126,7 +143,7 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
         // Configuration errors come before the first resource, as in index.ts.
         let config: RolloutConfig;
         try {
-            config = loadRolloutConfig();
+            config = (options.program?.loadRolloutConfig ?? loadRolloutConfig)();
             if (options.adjust) config = options.adjust(config);
         } catch (err) {
             return { error: (err as Error).message, resources: [], outputs: {}, projectDir };
@@ -135,7 +152,7 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
         const outputs: ProgramRun["outputs"] = {};
         try {
             await pulumi.runtime.runInPulumiStack(async () => {
-                const declared: RolloutOutputs = rollout(config);
+                const declared: RolloutOutputs = (options.program?.rollout ?? rollout)(config);
                 returned = Object.fromEntries(Object.entries(declared).map(([name, value]) => [name, pulumi.output<unknown>(value)]));
                 for (const [name, output] of Object.entries(returned)) {
                     outputs[name] = { value: undefined, secret: false };
