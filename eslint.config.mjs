@@ -6,7 +6,7 @@ import tseslint from "typescript-eslint";
 
 export default defineConfig(
     // Copies of the real kiloclaw checkout's files stay as upstream writes them.
-    globalIgnores(["node_modules/", ".sandbox/", "bin/", "sandbox/fixtures/"]),
+    globalIgnores(["node_modules/", ".sandbox/", ".staged-contexts/", "bin/", "sandbox/fixtures/"]),
     eslint.configs.recommended,
     tseslint.configs.recommended,
     {

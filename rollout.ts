@@ -117,7 +117,6 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     const workerVersion = new WorkerImageVersion(
         "worker-image",
         {
-            devVarsPath: config.devVarsPath,
             imageTag,
             imageDigest,
             openclawVersion: config.openclawVersion,

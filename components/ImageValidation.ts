@@ -1,4 +1,3 @@
-import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { parseValidationOutput } from "../validation/report";
@@ -41,8 +40,9 @@ export class ImageValidation extends pulumi.ComponentResource {
             `${name}-smoke`,
             {
                 // local.Command (@pulumi/command 1.2.1) has no timeout: smoke-test.sh bounds the run by the deadlines below
-                // (`timeout`), and the validation stops each check at its own.
-                create: `bash ${path.join(__dirname, "..", "scripts", "smoke-test.sh")}`,
+                // (`timeout`), and the validation stops each check at its own. Relative: the command provider runs in the
+                // project directory (dir unset), so no checkout's path is in the state.
+                create: "bash scripts/smoke-test.sh",
                 // Placeholder credentials only (set inside the validation): the image never sees a real key here.
                 environment: {
                     IMAGE: args.image,

@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { stageBuildContext } from "../lib/stagedContext";
+import { stageBuildContext, stagedContextsRoot } from "../lib/stagedContext";
 
 export interface KiloclawImageArgs {
     /** The kiloclaw/ directory: the build context. */
@@ -19,7 +19,7 @@ export interface KiloclawImageArgs {
 export class KiloclawImage extends pulumi.ComponentResource {
     /** `dev-` + 12 hex of the build-input hash: the worker's own files beside the Dockerfile never change it. */
     public readonly imageTag: string;
-    /** The staged build context given to docker (content-addressed by the tag). */
+    /** The staged build context (content-addressed by the tag); docker gets it relative to the project directory. */
     public readonly contextDir: string;
     /** The local image name, `kiloclaw:<tag>`. */
     public readonly imageName: pulumi.Output<string>;
@@ -29,17 +29,21 @@ export class KiloclawImage extends pulumi.ComponentResource {
     constructor(name: string, args: KiloclawImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:KiloclawImage", name, {}, opts);
         const dockerfile = args.dockerfile ?? "Dockerfile";
-        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs);
+        // The program's cwd is the project directory, as is the docker provider's: a path relative to it is
+        // the same in every checkout, and the state holds no path of this machine.
+        const projectDir = process.cwd();
+        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs, stagedContextsRoot(projectDir));
         this.imageTag = staged.tag;
         this.contextDir = staged.dir;
+        const context = path.relative(projectDir, staged.dir).split(path.sep).join("/");
 
         const image = new docker.Image(
             `${name}-build`,
             {
                 imageName: `kiloclaw:${this.imageTag}`,
                 build: {
-                    context: staged.dir,
-                    dockerfile: path.join(staged.dir, staged.dockerfileRel),
+                    context,
+                    dockerfile: path.posix.join(context, staged.dockerfileRel),
                     args: args.buildArgs,
                     // Fly runs amd64 only; an arm64 laptop must still build amd64.
                     platform: "linux/amd64",

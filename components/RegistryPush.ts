@@ -1,4 +1,3 @@
-import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
@@ -32,7 +31,8 @@ export class RegistryPush extends pulumi.ComponentResource {
         const push = new command.local.Command(
             `${name}-push`,
             {
-                create: `bash ${path.join(__dirname, "..", "scripts", "push-image.sh")}`,
+                // Relative: the command provider runs in the project directory (dir unset), so no checkout's path is in the state.
+                create: "bash scripts/push-image.sh",
                 environment: {
                     SOURCE_IMAGE: args.sourceImage,
                     TARGET_IMAGE: this.targetImage,

@@ -2,10 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { workerImageVersionProvider } from "../dynamic-providers/workerImageVersionProvider";
 import { COMPONENT_TYPES, DYNAMIC_MODULE, WorkerImageVersionFacts, WorkerImageVersionInputs } from "../lib/contract";
 
-/** The worker's URL and key are not args: the provider reads them from the stack config each time it runs. */
+/** The worker's URL and key and .dev.vars' path are not args: the provider reads them from the stack config each time it runs. */
 export interface WorkerImageVersionArgs {
-    /** cloud/kiloclaw/.dev.vars */
-    devVarsPath: pulumi.Input<string>;
     imageTag: pulumi.Input<string>;
     imageDigest?: pulumi.Input<string>;
     openclawVersion: pulumi.Input<string>;
@@ -83,7 +81,6 @@ export class WorkerImageVersion extends pulumi.ComponentResource {
         const version = new WorkerImageVersionResource(
             `${name}-dev-vars`,
             {
-                devVarsPath: args.devVarsPath,
                 imageTag: args.imageTag,
                 imageDigest: args.imageDigest,
                 openclawVersion: args.openclawVersion,

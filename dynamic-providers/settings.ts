@@ -1,4 +1,4 @@
-// Access, not identity: the worker's URL and key and the Fly API's URL and token are read
+// Access, not identity: the worker's URL and key, the Fly API's URL and token and where .dev.vars lives are read
 // from the stack's current config each time a provider runs (the dynamic-provider
 // `configure` hook hands it over), so `pulumi destroy` after a token rotation or a new
 // kiloclaw:workerUrl uses today's values, and no credential is kept in the state.
@@ -13,6 +13,8 @@ export interface StackAccess {
     internalApiKey: string;
     flyApiUrl: string;
     flyApiToken: string;
+    /** kiloclaw:kiloclawDir's .dev.vars, resolved here ("" when unset): where it lives is access, not identity. */
+    devVarsPath: string;
 }
 
 /** A view of the stack config (`pulumi.dynamic.Config`: full `namespace:key` names). */
@@ -37,6 +39,7 @@ export function accessFromConfig(config: ConfigSource): StackAccess {
         internalApiKey: config.get("kiloclaw:internalApiKey") ?? devVars.INTERNAL_API_SECRET ?? "",
         flyApiUrl: trim(config.get("kiloclaw:flyApiUrl") ?? DEFAULT_FLY_API_URL),
         flyApiToken: config.get("kiloclaw:flyApiToken") ?? devVars.FLY_API_TOKEN ?? "",
+        devVarsPath: devVarsPath ?? "",
     };
 }
 

@@ -16,7 +16,7 @@ import { configureFromStack, stackAccess } from "./settings";
 // The props live in the shared contract (lib/contract.ts).
 export type { WorkerImageVersionInputs, WorkerImageVersionOutputs };
 
-const REPLACE_ON = ["devVarsPath", "imageTag", "openclawVersion", "imageDigest"] as const;
+const REPLACE_ON = ["imageTag", "openclawVersion", "imageDigest"] as const;
 /** Inputs only the tag check reads: a change to them alone is no reason to point the worker again. */
 const CHECK_ONLY: ReadonlyArray<keyof WorkerImageVersionInputs> = ["userId", "kilocodeApiKey", "workerRestartedForTag"];
 
@@ -99,13 +99,21 @@ async function checkWorkerWillUseTag(inputs: WorkerImageVersionInputs): Promise<
     return "read-back";
 }
 
+/** .dev.vars of kiloclaw:kiloclawDir, from the stack config at call time (not an input: a checkout may move). */
+function devVarsPath(): string {
+    const file = stackAccess().devVarsPath;
+    if (!file) throw new Error("kiloclaw:kiloclawDir is not set: run `pulumi config set kiloclaw:kiloclawDir <path to cloud/kiloclaw>`.");
+    return file;
+}
+
 async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersionOutputs> {
     // Required inside the method: a captured fs module does not serialize.
     const fs: typeof import("node:fs") = require("node:fs");
-    if (!fs.existsSync(inputs.devVarsPath)) {
-        throw new Error(`${inputs.devVarsPath} does not exist: copy .dev.vars.example to .dev.vars in cloud/kiloclaw (or fix kiloclaw:kiloclawDir).`);
+    const file = devVarsPath();
+    if (!fs.existsSync(file)) {
+        throw new Error(`${file} does not exist: copy .dev.vars.example to .dev.vars in cloud/kiloclaw (or fix kiloclaw:kiloclawDir).`);
     }
-    const text = fs.readFileSync(inputs.devVarsPath, "utf8");
+    const text = fs.readFileSync(file, "utf8");
     const previousImageTag = parseDevVars(text).FLY_IMAGE_TAG ?? null;
     let published: WorkerImageVersionOutputs["published"] = "skipped";
     if (inputs.publish) {
@@ -123,7 +131,7 @@ async function apply(inputs: WorkerImageVersionInputs): Promise<WorkerImageVersi
     if (updated !== text) {
         // Write beside the real file and rename, so the worker never reads half a file; a symlinked
         // .dev.vars stays a link and its target is what changes.
-        const target = fs.realpathSync(inputs.devVarsPath);
+        const target = fs.realpathSync(file);
         const tmp = `${target}.kiloclaw-rollout-${process.pid}.tmp`;
         try {
             fs.writeFileSync(tmp, updated, { mode: fs.statSync(target).mode });
@@ -156,9 +164,10 @@ export const workerImageVersionProvider: pulumi.dynamic.ResourceProvider<WorkerI
     async read(id: string, props?: WorkerImageVersionOutputs): Promise<pulumi.dynamic.ReadResult<WorkerImageVersionOutputs>> {
         if (!props) return { id: "" };
         const fs: typeof import("node:fs") = require("node:fs");
-        if (!fs.existsSync(props.devVarsPath)) return { id, props: { ...props, imageTag: "", openclawVersion: "" } };
+        const file = devVarsPath();
+        if (!fs.existsSync(file)) return { id, props: { ...props, imageTag: "", openclawVersion: "" } };
         // Report what the file says now, so a hand edit (or push-dev.sh) shows up as drift.
-        const vars = parseDevVars(fs.readFileSync(props.devVarsPath, "utf8"));
+        const vars = parseDevVars(fs.readFileSync(file, "utf8"));
         return { id, props: { ...props, imageTag: vars.FLY_IMAGE_TAG ?? "", openclawVersion: vars.OPENCLAW_VERSION ?? "" } };
     },
 

@@ -54,9 +54,11 @@ export interface WarmMachineOutputs extends WarmMachineInputs {
     leftoversRemoved: number;
 }
 
-/** What the worker is told: the tag in .dev.vars (and publish-image-version). Access comes from the stack config at call time. */
+/**
+ * What the worker is told: the tag in .dev.vars (and publish-image-version). Access, and where .dev.vars lives
+ * (kiloclaw:kiloclawDir), come from the stack config at call time: a moved checkout changes no input.
+ */
 export interface WorkerImageVersionInputs {
-    devVarsPath: string;
     imageTag: string;
     imageDigest?: string;
     openclawVersion: string;

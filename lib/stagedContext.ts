@@ -1,10 +1,10 @@
 // The build context handed to Docker: a copy of only what the Dockerfile consumes, in a directory
-// named by the image tag, under ${XDG_CACHE_HOME:-~/.cache}/kiloclaw-rollout/contexts/. Nothing
+// named by the image tag, under .staged-contexts/ in the project directory (gitignored): the same
+// relative path in every checkout, so a clone elsewhere gives docker the same inputs. Nothing
 // else writes there, so the docker provider's own digest of the context (every file in it) moves
 // only when the tag does — not when the worker rewrites .wrangler/ or the rollout rewrites .dev.vars
 // beside the Dockerfile — and .dev.vars and node_modules/ never reach the Docker daemon.
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { hashConsumedInputs, imageTagForHash } from "./contextHash";
 import { consumedInputs } from "./dockerfileSources";
@@ -21,9 +21,12 @@ export interface StagedContext {
 /** How many staged contexts to keep (most recently used first); older ones are removed. */
 const KEEP_CONTEXTS = 10;
 
-/** ${XDG_CACHE_HOME:-~/.cache}/kiloclaw-rollout/contexts */
-export function stagedContextsRoot(env: NodeJS.ProcessEnv = process.env): string {
-    return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "kiloclaw-rollout", "contexts");
+/**
+ * `<projectDir>/.staged-contexts`. The engine runs the program and every provider in the project
+ * directory, so the docker provider resolves the relative path given to it against the same place.
+ */
+export function stagedContextsRoot(projectDir: string = process.cwd()): string {
+    return path.join(projectDir, ".staged-contexts");
 }
 
 /**

@@ -53,7 +53,8 @@ async function startDockerAndSandbox(): Promise<SandboxState> {
 /** Settings the stack gets from the running sandbox: every endpoint, written to .sandbox/pulumi/project/Pulumi.sandbox.yaml. */
 function stackConfig(sandbox: SandboxState): Record<string, string> {
     return {
-        kiloclawDir: sandbox.kiloclawDir,
+        // Relative to the program's directory (where the engine runs it): the config is stored with the state.
+        kiloclawDir: path.relative(path.join(__dirname, ".."), sandbox.kiloclawDir),
         userId: USER_ID,
         workerUrl: sandbox.workerUrl,
         flyApiUrl: sandbox.flyApiUrl,

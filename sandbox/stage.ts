@@ -94,6 +94,7 @@ export async function configureStage(stage: Stage, over: Record<string, string> 
         "kiloclaw:internalApiKey": INTERNAL_KEY,
         "kiloclaw:flyApiUrl": stage.fly.url,
         "kiloclaw:flyApiToken": FLY_TOKEN,
+        "kiloclaw:kiloclawDir": path.dirname(stage.devVarsPath),
         ...over,
     };
     await configureFromStack({ config: { get: (key: string) => values[key], require: (key: string) => values[key] } });
@@ -123,7 +124,6 @@ export function warmInputs(stage: Stage, over: Partial<WarmMachineInputs> = {}):
 
 export function versionInputs(stage: Stage, over: Partial<WorkerImageVersionInputs> = {}): WorkerImageVersionInputs {
     return {
-        devVarsPath: stage.devVarsPath,
         imageTag: TAG,
         openclawVersion: VERSION,
         publish: true,

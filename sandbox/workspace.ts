@@ -22,6 +22,10 @@ export interface RehearsalStackOptions {
     pulumi: PulumiCommand;
     /** PULUMI_HOME for the CLI (plugins, workspace settings); default: the CLI's own (~/.pulumi). */
     pulumiHome?: string;
+    /** The checkout whose program runs (default: this repository), e.g. a second clone elsewhere. */
+    program?: string;
+    /** More environment for the CLI over engineEnv(dir), e.g. PULUMI_BACKEND_URL and AWS_* for an S3 backend. */
+    env?: Record<string, string>;
 }
 
 /** The paths an engine directory holds; what a user needs to run the `pulumi` CLI on it by hand. */
@@ -52,12 +56,12 @@ export async function rehearsalWorkspace(opts: Omit<RehearsalStackOptions, "stac
         workDir: projectDir,
         pulumiCommand: opts.pulumi,
         pulumiHome: opts.pulumiHome,
-        envVars: engineEnv(opts.dir),
+        envVars: { ...engineEnv(opts.dir), ...opts.env },
         secretsProvider: "passphrase",
         projectSettings: {
             name: "kiloclaw-rollout",
             runtime: PROGRAM_RUNTIME,
-            main: path.relative(projectDir, REPO),
+            main: path.relative(projectDir, opts.program ?? REPO),
         },
     });
 }

@@ -301,7 +301,6 @@ export function goodStack(): HarnessResource[] {
             envLocalKeys: ["DATABASE_URL", "NEXTAUTH_URL"],
         }),
         resource(TYPES.workerImageVersion, "image-version-dev-vars", {
-            devVarsPath: "/repo/kiloclaw/.dev.vars",
             imageTag: IMAGE_TAG,
             imageDigest: "sha256:9d2c4b7e1f",
             openclawVersion: PIN,

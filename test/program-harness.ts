@@ -41,6 +41,8 @@ export interface ProgramRun {
     resources: RegisteredResource[];
     /** The stack outputs (undefined while unknown during a preview) and whether each is secret. */
     outputs: Record<string, { value: unknown; secret: boolean }>;
+    /** The directory the program ran in (the project directory: relative paths in inputs resolve against it). */
+    projectDir: string;
 }
 
 /** What a mocked provider answers for one resource: its output state (merged over its inputs). */
@@ -58,6 +60,25 @@ export interface ProgramOptions {
     outputs?: MockOutputs;
     /** Adjust the loaded config before the program runs (the config still comes from `config`). */
     adjust?: (config: RolloutConfig) => RolloutConfig;
+    /** The cwd the program runs in, as the engine runs it in the project directory. Default: one scratch dir per process. */
+    projectDir?: string;
+    /** The program's modules, e.g. from a copy of the project elsewhere (loadProgram). Default: this checkout's. */
+    program?: ProgramModules;
+}
+
+/** What index.ts runs: the config loader and the rollout. */
+export interface ProgramModules {
+    loadRolloutConfig: typeof loadRolloutConfig;
+    rollout: typeof rollout;
+}
+
+/** The program of a copy of this project at `projectDir` (its node_modules resolving to this checkout's, so the SDK is shared). */
+export function loadProgram(projectDir: string): ProgramModules {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { loadRolloutConfig } = require(path.join(projectDir, "lib", "config.ts")) as ProgramModules;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { rollout } = require(path.join(projectDir, "rollout.ts")) as ProgramModules;
+    return { loadRolloutConfig, rollout };
 }
 
 class RecordingMonitor extends MockMonitor {
@@ -92,7 +113,7 @@ class RecordingMonitor extends MockMonitor {
 }
 
 let queue: Promise<unknown> = Promise.resolve();
-let harnessCache: string | undefined;
+let harnessProjectDir: string | undefined;
 
 /** Runs the rollout as `pulumi up` (or preview) would, against mocked providers. Safe to call many times in one process. */
 export function runProgram(options: ProgramOptions = {}): Promise<ProgramRun> {
@@ -111,25 +132,27 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
         call: (args) => args.inputs,
     });
     pulumi.runtime.setMockOptions(monitor, PROJECT, options.stack ?? "test", options.preview ?? false);
-    // KiloclawImage stages its build context under $XDG_CACHE_HOME: keep it out of the developer's cache unless a test chose one.
-    const cacheUnset = process.env.XDG_CACHE_HOME === undefined;
-    if (cacheUnset) process.env.XDG_CACHE_HOME = harnessCache ??= scratchDir("kiloclaw-harness-cache-");
+    // The engine runs the program in the project directory; KiloclawImage stages its build context there.
+    // A scratch dir by default keeps the staged contexts out of this checkout.
+    const projectDir = options.projectDir ?? (harnessProjectDir ??= scratchDir("kiloclaw-harness-project-"));
+    const savedCwd = process.cwd();
+    process.chdir(projectDir);
     // The preflight asks the real worker, Docker and Fly; under mocks only a test that points it at emulators turns it on.
     pulumi.runtime.setAllConfig({ "kiloclaw:preflight": "false", ...options.config }, options.secretKeys ?? []);
     try {
         // Configuration errors come before the first resource, as in index.ts.
         let config: RolloutConfig;
         try {
-            config = loadRolloutConfig();
+            config = (options.program?.loadRolloutConfig ?? loadRolloutConfig)();
             if (options.adjust) config = options.adjust(config);
         } catch (err) {
-            return { error: (err as Error).message, resources: [], outputs: {} };
+            return { error: (err as Error).message, resources: [], outputs: {}, projectDir };
         }
         let returned: Record<string, pulumi.Output<unknown>> = {};
         const outputs: ProgramRun["outputs"] = {};
         try {
             await pulumi.runtime.runInPulumiStack(async () => {
-                const declared: RolloutOutputs = rollout(config);
+                const declared: RolloutOutputs = (options.program?.rollout ?? rollout)(config);
                 returned = Object.fromEntries(Object.entries(declared).map(([name, value]) => [name, pulumi.output<unknown>(value)]));
                 for (const [name, output] of Object.entries(returned)) {
                     outputs[name] = { value: undefined, secret: false };
@@ -139,14 +162,14 @@ async function runOnce(options: ProgramOptions): Promise<ProgramRun> {
                 return declared;
             });
         } catch (err) {
-            return { error: String((err as Error)?.stack ?? err), resources: monitor.registered, outputs: {} };
+            return { error: String((err as Error)?.stack ?? err), resources: monitor.registered, outputs: {}, projectDir };
         }
         for (const [name, output] of Object.entries(returned)) outputs[name].secret = await pulumi.isSecret(output);
-        return { resources: monitor.registered, outputs };
+        return { resources: monitor.registered, outputs, projectDir };
     } finally {
         // Waits for every outstanding registration, then drops the monitor.
         await pulumi.runtime.disconnect();
-        if (cacheUnset) delete process.env.XDG_CACHE_HOME;
+        process.chdir(savedCwd);
     }
 }
 

@@ -15,6 +15,7 @@ import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry 
 import { SandboxServices } from "../../sandbox/services";
 import { startE2eWorld } from "./world";
 import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace } from "../../sandbox/workspace";
+import { copyProject } from "../project-copy";
 
 const REPO = path.join(__dirname, "..", "..");
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c10";
@@ -54,11 +55,12 @@ describe("build mode under the engine", function () {
     let work: string;
     let checkout: string;
     let stack: Stack;
+    let pulumi: PulumiCommand;
 
     before(async function () {
         work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-build-"));
         const engineDir = path.join(work, "engine");
-        const pulumi = await findPulumi();
+        pulumi = await findPulumi();
         const reason = await missingPluginsReason(pulumi, engineDir);
         if (reason) {
             console.log(`    SKIPPED build mode under the engine: ${reason}`);
@@ -76,8 +78,6 @@ describe("build mode under the engine", function () {
 
         // A project in the temp dir whose program is this repository: no stack files in the repo.
         stack = await openRehearsalStack({ dir: engineDir, stackName: STACK, pulumi });
-        // The staged build contexts go to the temp dir too, removed with it.
-        stack.workspace.envVars.XDG_CACHE_HOME = path.join(work, "cache");
         await stack.setAllConfig({
             "kiloclaw:kiloclawDir": { value: checkout },
             "kiloclaw:userId": { value: USER },
@@ -142,6 +142,26 @@ describe("build mode under the engine", function () {
         assert.equal(up.summary.result, "succeeded");
         assert.equal(up.outputs.openclawVersion.value, "2026.2.10");
         await stack.preview({ expectNoChanges: true });
+    });
+
+    it("5b. a second clone at another path (config and passphrase copied, another cache dir) previews no changes", async () => {
+        const elsewhere = path.join(work, "teammate", "src", "elsewhere");
+        const program = copyProject(path.join(elsewhere, "kiloclaw-rollout"), "own");
+        const engine2 = path.join(elsewhere, "engine");
+        fs.mkdirSync(path.join(engine2, "project"), { recursive: true });
+        fs.copyFileSync(path.join(work, "engine", "passphrase"), path.join(engine2, "passphrase"));
+        const settings = path.join("project", `Pulumi.${STACK}.yaml`);
+        fs.copyFileSync(path.join(work, "engine", settings), path.join(engine2, settings));
+        const clone = await openRehearsalStack({
+            dir: engine2,
+            stackName: STACK,
+            pulumi,
+            program,
+            // The first clone's backend; its staged build context is its own (.staged-contexts/ in the clone).
+            env: { PULUMI_BACKEND_URL: `file://${path.join(work, "engine", "state")}`, XDG_CACHE_HOME: path.join(elsewhere, "cache") },
+        });
+        await clone.preview({ expectNoChanges: true });
+        assert.ok(fs.existsSync(path.join(program, ".staged-contexts")), "the clone's program did not stage its build context");
     });
 
     it("6. destroy leaves no instance, no machine and no container behind", async () => {

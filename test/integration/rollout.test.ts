@@ -113,6 +113,7 @@ describe("a rollout on real Docker", function () {
                             "kiloclaw:flyApiToken": registry.token,
                             "kiloclaw:workerUrl": worker.url,
                             "kiloclaw:internalApiKey": INTERNAL_KEY,
+                            "kiloclaw:kiloclawDir": checkout,
                         }) as Record<string, string>
                     )[k],
                 require: (k: string) => k,
@@ -132,7 +133,6 @@ describe("a rollout on real Docker", function () {
         assert.deepEqual(await containersWithLabel(`${EMULATOR_LABEL}=1`), []);
 
         await workerImageVersionProvider.create!({
-            devVarsPath: path.join(checkout, ".dev.vars"),
             imageTag: tag,
             imageDigest: digest,
             openclawVersion: version,

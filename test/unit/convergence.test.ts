@@ -86,13 +86,12 @@ describe("convergence on a realistic kiloclaw checkout", function () {
     let first: ProgramRun;
     let firstContext: Record<string, string>;
     let contextDir: string;
-    const savedCache = process.env.XDG_CACHE_HOME;
 
     const run = () => runProgram({ config, secretKeys: ["kiloclaw:flyApiToken", "kiloclaw:kilocodeApiKey"], stack: "alice" });
 
-    /** The directory docker.Image was given as its build context in a run. */
+    /** The directory docker.Image was given as its build context in a run (relative to the project directory). */
     const imageContext = (r: ProgramRun): string =>
-        (unwrapSecrets(findResource(r, RESOURCE_TYPES.dockerImage).inputs).build as { context: string }).context;
+        path.resolve(r.projectDir, (unwrapSecrets(findResource(r, RESOURCE_TYPES.dockerImage).inputs).build as { context: string }).context);
 
     /** What `pulumi up` does to the checkout after the program ran: the real provider points the worker at the tag. */
     async function applyRollout(r: ProgramRun): Promise<void> {
@@ -107,7 +106,6 @@ describe("convergence on a realistic kiloclaw checkout", function () {
     }
 
     before(async () => {
-        process.env.XDG_CACHE_HOME = scratchDir("kiloclaw-cache-");
         kiloclawDir = materializeCheckout(path.join(scratchDir("kiloclaw-cloud-"), "kiloclaw"));
         fs.writeFileSync(
             path.join(kiloclawDir, ".dev.vars"),
@@ -144,8 +142,6 @@ describe("convergence on a realistic kiloclaw checkout", function () {
 
     after(async () => {
         await worker?.close();
-        if (savedCache === undefined) delete process.env.XDG_CACHE_HOME;
-        else process.env.XDG_CACHE_HOME = savedCache;
     });
 
     it("gives docker a context of only the image's files, outside the checkout", () => {

@@ -33,8 +33,15 @@ async function rejects(p: Promise<unknown>): Promise<Error> {
 }
 
 /** What the engine does before a provider runs: hands over the stack config the provider reads its access from. */
-async function configure(values: { workerUrl: string; flyApiUrl?: string; internalApiKey?: string; flyApiToken?: string }): Promise<void> {
+async function configure(values: {
+    workerUrl: string;
+    flyApiUrl?: string;
+    internalApiKey?: string;
+    flyApiToken?: string;
+    kiloclawDir?: string;
+}): Promise<void> {
     const config: Record<string, string> = {
+        ...(values.kiloclawDir ? { "kiloclaw:kiloclawDir": values.kiloclawDir } : {}),
         "kiloclaw:workerUrl": values.workerUrl,
         "kiloclaw:internalApiKey": values.internalApiKey ?? INTERNAL_KEY,
         "kiloclaw:flyApiUrl": values.flyApiUrl ?? "http://127.0.0.1:9",
@@ -257,7 +264,6 @@ function describeWorkerImageVersion(profile: WorkerProfileName) {
         let worker: WorkerEmulator;
         let devVars: string;
         const inputs = (over: Partial<WorkerImageVersionInputs> = {}): WorkerImageVersionInputs => ({
-            devVarsPath: devVars,
             imageTag: "dev-111111111111",
             openclawVersion: "2026.2.9",
             publish: true,
@@ -267,7 +273,7 @@ function describeWorkerImageVersion(profile: WorkerProfileName) {
             devVars = devVarsFile({ FLY_IMAGE_TAG: "dev-old", OPENCLAW_VERSION: "2026.2.8" });
             fly = await FlyEmulator.start({ token: FLY_TOKEN, msPerSecond: MS_PER_SECOND });
             worker = await WorkerEmulator.start({ profile, devVarsPath: devVars, flyApiUrl: fly.url });
-            await configure({ workerUrl: worker.url, flyApiUrl: fly.url });
+            await configure({ workerUrl: worker.url, flyApiUrl: fly.url, kiloclawDir: path.dirname(devVars) });
         });
         afterEach(async () => {
             await worker.close();
@@ -316,9 +322,13 @@ function describeWorkerImageVersion(profile: WorkerProfileName) {
         });
 
         it("fails clearly on a missing .dev.vars and on a wrong key from the stack config", async () => {
-            const missing = await rejects(version.create(inputs({ devVarsPath: path.join(os.tmpdir(), "nope", ".dev.vars") })));
+            await configure({ workerUrl: worker.url, kiloclawDir: path.join(os.tmpdir(), "nope") });
+            const missing = await rejects(version.create(inputs()));
             assert.match(missing.message, /does not exist: copy \.dev\.vars\.example/);
-            await configure({ workerUrl: worker.url, internalApiKey: "wrong-key" });
+            await configure({ workerUrl: worker.url });
+            const unset = await rejects(version.create(inputs()));
+            assert.match(unset.message, /kiloclaw:kiloclawDir is not set/);
+            await configure({ workerUrl: worker.url, internalApiKey: "wrong-key", kiloclawDir: path.dirname(devVars) });
             const forbidden = await rejects(version.create(inputs()));
             assert.match(forbidden.message, /403 Forbidden/);
             assert.match(forbidden.message, /kiloclaw:internalApiKey/);

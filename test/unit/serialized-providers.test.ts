@@ -72,7 +72,8 @@ describe("serialized providers (the __provider text in the state)", function () 
 
     it("keeps access out of the state: no worker URL, key, Fly URL or token among the inputs", () => {
         for (const t of ["WorkerImageVersion", "WorkerInstance"]) {
-            for (const key of ["workerUrl", "internalApiKey", "flyApiUrl", "flyApiToken"]) assert.ok(!(key in inputsByType[t]), `${t} stores ${key}`);
+            for (const key of ["workerUrl", "internalApiKey", "flyApiUrl", "flyApiToken", "devVarsPath"])
+                assert.ok(!(key in inputsByType[t]), `${t} stores ${key}`);
         }
         // Policy-only facts are the component's props, not the provider's inputs.
         for (const key of ["openclawPin", "registryServer", "registryApp", "workerRegistryApp", "workerSettings", "envLocalKeys"]) {

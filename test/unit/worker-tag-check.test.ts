@@ -120,12 +120,12 @@ for (const profile of WORKER_PROFILES) {
                 "kiloclaw:internalApiKey": INTERNAL_KEY,
                 "kiloclaw:flyApiUrl": fly.url,
                 "kiloclaw:flyApiToken": FLY_TOKEN,
+                "kiloclaw:kiloclawDir": path.dirname(devVars),
                 ...extra,
             };
             await configureFromStack({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } });
         }
         const versionInputs = (over: Partial<WorkerImageVersionInputs> = {}): WorkerImageVersionInputs => ({
-            devVarsPath: devVars,
             imageTag: NEW,
             openclawVersion: "2026.2.9",
             publish: true,
