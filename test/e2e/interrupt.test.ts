@@ -16,7 +16,7 @@ import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FaultRule, Hold } from "../../sandbox/emulators/server";
 import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
-import { clearPendingCreates, findPulumi, openRehearsalStack, spawnPulumi, stackUnfinishedOperations } from "../../sandbox/workspace";
+import { findPulumi, recoverInterruptedRun, openRehearsalStack, spawnPulumi, stackUnfinishedOperations } from "../../sandbox/workspace";
 import { startE2eWorld } from "./world";
 
 const USER = "e2e-interrupt-developer";
@@ -167,9 +167,9 @@ describe("an interrupted up recovers with one more up", function () {
         return exit;
     }
 
-    /** One more `up` (after dropping pending creates, as the README says) converges, and nothing is left over. */
-    async function recoverAndCheck(): Promise<void> {
-        await clearPendingCreates(stack);
+    /** One more `up` (as `npm run rehearse` runs it: stale lock and pending creates resolved first) converges, and nothing is left over. */
+    async function recoverAndCheck(): Promise<string[]> {
+        const recovered = await recoverInterruptedRun(stack);
         const up = await stack.up();
         assert.equal(up.summary.result, "succeeded");
         assert.equal(up.outputs.status.value, "running");
@@ -194,6 +194,7 @@ describe("an interrupted up recovers with one more up", function () {
         const byId = new Set(live(devFlyAppName(USER)).map((m) => m.id));
         const containers = [...(await machineContainers(APP)), ...(await machineContainers(devFlyAppName(USER)))];
         assert.equal(containers.length, 1, `containers of this test's machines: ${containers.join(", ")} (live machines: ${[...byId].join(", ")})`);
+        return recovered;
     }
 
     for (const step of STEPS) {
@@ -202,7 +203,8 @@ describe("an interrupted up recovers with one more up", function () {
             it(`${what} during ${step.name}: the next up converges with nothing pending and nothing doubled`, async () => {
                 const exit = await interruptedUp(step, presses);
                 assert.notEqual(exit.code, 0, `up was not interrupted:\n${exit.output}`);
-                await recoverAndCheck();
+                const recovered = await recoverAndCheck();
+                console.log(`      recovered: ${recovered.join("; ") || "nothing to resolve"}`);
             });
         }
     }
