@@ -6,7 +6,6 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { Deployment, LocalWorkspace, PulumiCommand, Stack, Workspace } from "@pulumi/pulumi/automation";
 import { scriptPath } from "./docker";
@@ -177,49 +176,12 @@ export async function clearPendingCreates(stack: Stack): Promise<string[]> {
     return creates;
 }
 
-/** True while a process with this pid runs on this machine. */
-function alive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (err) {
-        return (err as NodeJS.ErrnoException).code === "EPERM";
-    }
-}
-
 /**
- * The stack's locks in its file backend that a CLI stopped at once (two Ctrl-Cs, a kill) left behind: each
- * names a pid of this machine that no longer runs. The next command would refuse with "the stack is
- * currently locked"; a lock of a CLI that still runs is not stale.
- */
-export function staleLocks(stack: Stack): string[] {
-    const backend = stack.workspace.envVars.PULUMI_BACKEND_URL ?? "";
-    if (!backend.startsWith("file://")) return [];
-    const dir = path.join(backend.slice("file://".length), ".pulumi", "locks");
-    if (!fs.existsSync(dir)) return [];
-    const files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter(
-        (f) => f.endsWith(".json") && path.basename(path.dirname(f)) === stack.name,
-    );
-    const locks = files.map((f) => ({
-        file: path.join(dir, f),
-        ...(JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as { pid: number; hostname: string }),
-    }));
-    const stale = locks.filter((l) => l.hostname === os.hostname() && !alive(l.pid));
-    // `pulumi cancel` removes every lock of the stack: only when none of them is live.
-    return stale.length === locks.length ? stale.map((l) => `${l.file} (pid ${l.pid}, no longer running)`) : [];
-}
-
-/**
- * What one more `up` needs after an interrupted one, done from facts: a stale lock (the CLI's pid is gone)
- * is removed with `pulumi cancel`, and pending creates are dropped (clearPendingCreates). Returns what it did.
+ * What one more `up` needs after an interrupted one (two Ctrl-Cs during a create): the pending creates
+ * dropped (clearPendingCreates). Returns what it did, one line each.
  */
 export async function recoverInterruptedRun(stack: Stack): Promise<string[]> {
-    const done: string[] = [];
-    const locks = staleLocks(stack);
-    if (locks.length) {
-        await stack.cancel();
-        done.push(...locks.map((l) => `removed the stale lock ${l}`));
-    }
-    done.push(...(await clearPendingCreates(stack)).map((urn) => `dropped the pending create of ${urn}`));
-    return done;
+    return (await clearPendingCreates(stack)).map(
+        (urn) => `dropped the pending create of ${urn} (an interrupted run's; the next create starts from what exists)`,
+    );
 }
