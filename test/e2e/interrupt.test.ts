@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ConfigMap, Stack } from "@pulumi/pulumi/automation";
+import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FaultRule, Hold } from "../../sandbox/emulators/server";
@@ -29,6 +30,8 @@ interface Step {
     name: string;
     emulator: "worker" | "fly";
     rule: Omit<FaultRule, "hold">;
+    /** The resource whose create two Ctrl-Cs leave pending in the state (the engine keeps it through every `up`). */
+    pendingCreate?: string;
 }
 
 const STEPS: Step[] = [
@@ -37,7 +40,12 @@ const STEPS: Step[] = [
     { name: "the warm machine's create", emulator: "fly", rule: { method: "POST", path: new RegExp(`^/v1/apps/${APP}/machines$`) } },
     { name: "the worker image version's publish", emulator: "worker", rule: { method: "POST", path: "/api/platform/publish-image-version" } },
     { name: "the old instance's delete (replacement)", emulator: "worker", rule: { method: "POST", path: "/api/platform/destroy" } },
-    { name: "the instance's create (provision)", emulator: "worker", rule: { method: "POST", path: "/api/platform/provision" } },
+    {
+        name: "the instance's create (provision)",
+        emulator: "worker",
+        rule: { method: "POST", path: "/api/platform/provision" },
+        pendingCreate: RESOURCE_TYPES.workerInstance,
+    },
 ];
 
 /** The CLI's exit: its code and what it printed. */
@@ -204,7 +212,14 @@ describe("an interrupted up recovers with one more up", function () {
                 const exit = await interruptedUp(step, presses);
                 assert.notEqual(exit.code, 0, `up was not interrupted:\n${exit.output}`);
                 const recovered = await recoverAndCheck();
-                console.log(`      recovered: ${recovered.join("; ") || "nothing to resolve"}`);
+                console.log(`      before the next up: ${recovered.join("; ") || "nothing to resolve"}`);
+                if (presses === 2 && step.pendingCreate) {
+                    const type = step.pendingCreate;
+                    assert.ok(
+                        recovered.some((line) => line.includes(`$${type}::`)),
+                        `no pending create of ${type} was left: ${recovered.join("; ")}`,
+                    );
+                }
             });
         }
     }
