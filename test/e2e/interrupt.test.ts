@@ -46,7 +46,12 @@ interface Step {
 const STEPS: Step[] = [
     // Preflight runs in the program before any resource is registered: its worker status read.
     { name: "the preflight", emulator: "worker", rule: { method: "GET", path: "/api/platform/status" } },
-    { name: "the warm machine's create", emulator: "fly", rule: { method: "POST", path: new RegExp(`^/v1/apps/${APP}/machines$`) } },
+    {
+        name: "the warm machine's create",
+        emulator: "fly",
+        rule: { method: "POST", path: new RegExp(`^/v1/apps/${APP}/machines$`) },
+        pendingCreate: RESOURCE_TYPES.warmMachine,
+    },
     { name: "the worker image version's publish", emulator: "worker", rule: { method: "POST", path: "/api/platform/publish-image-version" } },
     { name: "the old instance's delete (replacement)", emulator: "worker", rule: { method: "POST", path: "/api/platform/destroy" } },
     {
