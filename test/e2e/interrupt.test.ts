@@ -52,7 +52,12 @@ const STEPS: Step[] = [
         rule: { method: "POST", path: new RegExp(`^/v1/apps/${APP}/machines$`) },
         pendingCreate: RESOURCE_TYPES.warmMachine,
     },
-    { name: "the worker image version's publish", emulator: "worker", rule: { method: "POST", path: "/api/platform/publish-image-version" } },
+    {
+        name: "the worker image version's publish",
+        emulator: "worker",
+        rule: { method: "POST", path: "/api/platform/publish-image-version" },
+        pendingCreate: RESOURCE_TYPES.workerImageVersion,
+    },
     { name: "the old instance's delete (replacement)", emulator: "worker", rule: { method: "POST", path: "/api/platform/destroy" } },
     {
         name: "the instance's create (provision)",
