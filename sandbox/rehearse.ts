@@ -15,7 +15,16 @@ import { imageTagForContext } from "../lib/contextHash";
 import { parseOpenclawPin } from "../lib/openclawPin";
 import { runningSandbox, sandboxDir, sandboxSecrets, SandboxState, startSandbox, stopSandbox } from "./cli";
 import { dockerBuild, removeImages, runScript, scriptPath } from "./docker";
-import { engineEnv, existingRehearsalStack, findPulumi, missingBuildPlugins, openRehearsalStack, RehearsalStackOptions } from "./workspace";
+import {
+    engineEnv,
+    existingRehearsalStack,
+    findPulumi,
+    missingBuildPlugins,
+    openRehearsalStack,
+    recoverInterruptedRun,
+    RehearsalStackOptions,
+    stackUnfinishedOperations,
+} from "./workspace";
 
 export const STACK = "sandbox";
 export const USER_ID = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c01";
@@ -154,8 +163,13 @@ async function upOrPreview(preview: boolean): Promise<void> {
         say(`changes: ${JSON.stringify(result.changeSummary)}`);
         return;
     }
+    // An interrupted earlier run (Ctrl-C twice) may have left pending creates: resolved from facts, then up.
+    for (const line of await recoverInterruptedRun(stack)) say(line);
     say("pulumi up");
     await stack.up(stream);
+    const unfinished = await stackUnfinishedOperations(stack);
+    if (unfinished.length) throw new Error(`up finished but the state still has pending operations:\n  ${unfinished.join("\n  ")}`);
+    say("converged: the state has no pending operations");
     const outputs = await stack.outputs();
     console.log("\nStack outputs:");
     for (const [name, { value, secret }] of Object.entries(outputs)) console.log(`  ${name.padEnd(16)} ${secret ? "[secret]" : value}`);

@@ -3,11 +3,11 @@
 // generated passphrase, all in one directory outside the tracked tree (stack
 // settings included, so `config set` and `stack rm` touch no tracked file).
 // Used by `npm run rehearse` and the end-to-end suite.
-import { spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LocalWorkspace, PulumiCommand, Stack, Workspace } from "@pulumi/pulumi/automation";
+import { Deployment, LocalWorkspace, PulumiCommand, Stack, Workspace } from "@pulumi/pulumi/automation";
 import { scriptPath } from "./docker";
 
 const REPO = path.join(__dirname, "..");
@@ -111,4 +111,84 @@ export async function findPulumi(): Promise<PulumiCommand> {
         );
     });
     return PulumiCommand.get({ root: path.dirname(binDir) });
+}
+
+/** A checkpoint resource, as `stack export` writes it (the fields convergence looks at). */
+interface StateResource {
+    urn: string;
+    type: string;
+    inputs?: Record<string, unknown>;
+    delete?: boolean;
+    pendingReplacement?: boolean;
+}
+
+/** A pending operation, as `stack export` writes it: what an interrupted run was doing. */
+interface PendingOperation {
+    resource: StateResource;
+    type: string;
+}
+
+/**
+ * What a converged state must not hold, one line each: the engine's pending operations (a create,
+ * update or delete an interrupted run never heard the end of) and resources left for deletion or
+ * replacement. `preview --expect-no-changes` does not count these, so every convergence check asks here.
+ */
+export function unfinishedOperations(deployment: Deployment["deployment"]): string[] {
+    const ops = (deployment.pending_operations ?? []) as PendingOperation[];
+    const resources = (deployment.resources ?? []) as StateResource[];
+    return [
+        ...ops.map((op) => `${op.resource.urn}: interrupted while ${op.type}`),
+        ...resources.filter((r) => r.delete).map((r) => `${r.urn}: pending deletion`),
+        ...resources.filter((r) => r.pendingReplacement).map((r) => `${r.urn}: pending replacement`),
+    ];
+}
+
+/** unfinishedOperations of the stack's current state (`stack export`). */
+export async function stackUnfinishedOperations(stack: Stack): Promise<string[]> {
+    return unfinishedOperations((await stack.exportStack()).deployment);
+}
+
+/**
+ * `pulumi <args>` on the stack's workspace as a child process of its own process group, as a terminal
+ * runs it: `process.kill(-child.pid, "SIGINT")` is then a Ctrl-C (the CLI and its plugins all get it).
+ * The Automation API's abort signal sends one SIGINT to the CLI alone, so it cannot press Ctrl-C twice.
+ */
+export function spawnPulumi(stack: Stack, args: string[]): ChildProcess {
+    const ws = stack.workspace;
+    const command = ws.pulumiCommand.command;
+    const env: NodeJS.ProcessEnv = { ...process.env, ...ws.envVars, PULUMI_AUTOMATION_API: "true" };
+    if (ws.pulumiHome) env.PULUMI_HOME = ws.pulumiHome;
+    // The language host and the dynamic-provider plugin sit beside the CLI.
+    if (path.isAbsolute(command)) env.PATH = `${path.dirname(command)}:${env.PATH ?? ""}`;
+    return spawn(command, [...args, "--stack", stack.name, "--non-interactive"], {
+        cwd: ws.workDir,
+        env,
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+    });
+}
+
+/**
+ * Drops the pending creates an interrupted `up` left (two Ctrl-Cs during a create), which the engine
+ * carries through every later `up`; returns their URNs. Safe for this program because every create
+ * starts from what really exists, not from the state: the instance's create reads the worker's status
+ * by userId and destroys an instance it finds before provisioning (the worker holds one per user), the
+ * warm machine's create removes machines carrying its owner metadata, the rest only rewrite or check.
+ * It is `pulumi refresh --clear-pending-creates`, which the README tells CLI users to run.
+ */
+export async function clearPendingCreates(stack: Stack): Promise<string[]> {
+    const ops = ((await stack.exportStack()).deployment.pending_operations ?? []) as PendingOperation[];
+    const creates = ops.filter((op) => op.type === "creating").map((op) => op.resource.urn);
+    if (creates.length) await stack.refresh({ clearPendingCreates: true });
+    return creates;
+}
+
+/**
+ * What one more `up` needs after an interrupted one (two Ctrl-Cs during a create): the pending creates
+ * dropped (clearPendingCreates). Returns what it did, one line each.
+ */
+export async function recoverInterruptedRun(stack: Stack): Promise<string[]> {
+    return (await clearPendingCreates(stack)).map(
+        (urn) => `dropped the pending create of ${urn} (an interrupted run's; the next create starts from what exists)`,
+    );
 }

@@ -59,6 +59,8 @@ export function docker(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: 
             if (timer) clearTimeout(timer);
             resolve({ code: code ?? -1, stdout, stderr });
         });
+        // A docker that exits before reading stdin (EPIPE) is reported by its exit code, not as an uncaught error.
+        child.stdin.on("error", () => undefined);
         child.stdin.end(opts.stdin ?? "");
     });
 }

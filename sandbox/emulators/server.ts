@@ -20,6 +20,35 @@ export interface FaultRule {
     dropAfter?: boolean;
     /** How many matching requests the rule applies to (default 1). */
     times?: number;
+    /** Hold the request until the test releases it (then handle it as the rule says). */
+    hold?: Hold;
+}
+
+/** Holds a request in flight: a test acts (e.g. interrupts the client) while it is held, then releases it. */
+export class Hold {
+    private releaseFn!: () => void;
+    private arrivedFn!: () => void;
+    private handledFn!: () => void;
+    private readonly released = new Promise<void>((resolve) => (this.releaseFn = resolve));
+    /** Resolves when a matching request has arrived and is being held. */
+    readonly arrived = new Promise<void>((resolve) => (this.arrivedFn = resolve));
+    /** Resolves once the released request was handled (answered, or its client gone). */
+    readonly handled = new Promise<void>((resolve) => (this.handledFn = resolve));
+
+    release(): void {
+        this.releaseFn();
+    }
+
+    /** @internal the server's side */
+    async enter(): Promise<void> {
+        this.arrivedFn();
+        await this.released;
+    }
+
+    /** @internal */
+    leave(): void {
+        this.handledFn();
+    }
 }
 
 export interface RequestLogEntry {
@@ -128,6 +157,22 @@ export class EmulatorServer {
         this.requests.push(entry);
 
         const fault = this.takeFault(method, url.pathname);
+        try {
+            await this.answer(req, res, entry, fault, rawBody, body);
+        } finally {
+            fault?.hold?.leave();
+        }
+    }
+
+    private async answer(
+        req: http.IncomingMessage,
+        res: http.ServerResponse,
+        entry: RequestLogEntry,
+        fault: FaultRule | undefined,
+        rawBody: string,
+        body: unknown,
+    ): Promise<void> {
+        if (fault?.hold) await fault.hold.enter();
         if (fault?.delayMs) await sleep(fault.delayMs);
         if (fault?.drop) {
             entry.faulted = true;
@@ -143,7 +188,7 @@ export class EmulatorServer {
 
         let reply: JsonReply;
         try {
-            reply = await this.handler({ method, path: url.pathname, query: entry.query, headers: req.headers, body, rawBody });
+            reply = await this.handler({ method: entry.method, path: entry.path, query: entry.query, headers: req.headers, body, rawBody });
         } catch (err) {
             reply = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
         }

@@ -14,7 +14,7 @@ import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import { startE2eWorld } from "./world";
-import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace } from "../../sandbox/workspace";
+import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace, stackUnfinishedOperations } from "../../sandbox/workspace";
 import { copyProject } from "../project-copy";
 
 const REPO = path.join(__dirname, "..", "..");
@@ -109,8 +109,9 @@ describe("build mode under the engine", function () {
     });
 
     it("2. preview --expect-no-changes passes, though the rollout rewrote .dev.vars and the worker .wrangler/state/", async () => {
-        // expectNoChanges makes the engine fail the preview on any planned change.
+        // expectNoChanges makes the engine fail the preview on any planned change; it does not count pending operations.
         await stack.preview({ expectNoChanges: true });
+        assert.deepEqual(await stackUnfinishedOperations(stack), []);
     });
 
     it("3. a second up changes nothing", async () => {
@@ -142,6 +143,7 @@ describe("build mode under the engine", function () {
         assert.equal(up.summary.result, "succeeded");
         assert.equal(up.outputs.openclawVersion.value, "2026.2.10");
         await stack.preview({ expectNoChanges: true });
+        assert.deepEqual(await stackUnfinishedOperations(stack), []);
     });
 
     it("5b. a second clone at another path (config and passphrase copied, another cache dir) previews no changes", async () => {

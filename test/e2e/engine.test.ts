@@ -24,7 +24,7 @@ import {
 } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import { startE2eWorld } from "./world";
-import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
+import { findPulumi, openRehearsalStack, stackUnfinishedOperations } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c09";
@@ -164,9 +164,10 @@ describe("the Pulumi engine against the sandbox", function () {
         assert.ok(services.fly.pulledImages.includes(refs[0]), "the warm machine did not pull the image");
     });
 
-    it("3. a second preview reports no changes", async () => {
+    it("3. a second preview reports no changes, and the state has no pending operation", async () => {
         const preview = await stack.preview({ expectNoChanges: true });
         assert.deepEqual(Object.keys(preview.changeSummary), ["same"]);
+        assert.deepEqual(await stackUnfinishedOperations(stack), []);
     });
 
     it("4. a new imageRef replaces the image check, warm machine, worker image version and instance; up converges", async () => {
@@ -187,6 +188,7 @@ describe("the Pulumi engine against the sandbox", function () {
         const out = await outputs();
         assert.equal(out.trackedImageTag, tags[1]);
         assert.equal(out.status, "running");
+        assert.deepEqual(await stackUnfinishedOperations(stack), []);
         assert.match(fs.readFileSync(path.join(checkout, ".dev.vars"), "utf8"), new RegExp(`^FLY_IMAGE_TAG=${tags[1]}$`, "m"));
     });
 

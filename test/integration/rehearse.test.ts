@@ -85,6 +85,8 @@ describe("npm run rehearse, end to end", function () {
         const r = await rehearse();
         must(r, "the second npm run rehearse");
         assert.match(r.stdout, /Resources:\s+\d+ unchanged/);
+        // stack export: no pending operation (preview --expect-no-changes does not count them).
+        assert.match(r.stdout, /converged: the state has no pending operations/);
     });
 
     it("3. --destroy leaves git status, docker ps -a and docker images as they were", async () => {

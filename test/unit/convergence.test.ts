@@ -5,6 +5,9 @@
 // .wrangler/state/ as wrangler dev does. Every resource's inputs must come back identical, and so
 // must every file of the directory docker.Image is given as its context (the docker plugin
 // hashes that directory; mocks do not).
+// Converged also means no pending operation: those live only in an engine's state (stack export),
+// which mocks do not keep; the engine suites and `npm run rehearse` check it with the one helper
+// tested at the end here (unfinishedOperations, sandbox/workspace.ts).
 import * as assert from "node:assert/strict";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
@@ -15,6 +18,7 @@ import { RESOURCE_TYPES } from "../../lib/contract";
 import { workerImageVersionProvider } from "../../dynamic-providers/workerImageVersionProvider";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { FIXTURE_IMAGE_FILES, materializeCheckout } from "../../sandbox/fixtures/checkout";
+import { unfinishedOperations } from "../../sandbox/workspace";
 import { findResource, ProgramRun, runProgram, unwrapSecrets } from "../program-harness";
 import { scratchDir } from "../scratch";
 
@@ -203,5 +207,23 @@ describe("convergence on a realistic kiloclaw checkout", function () {
                 `${urn} did not change with the tag; moved:\n  ${moved.join("\n  ")}`,
             );
         }
+    });
+
+    it("counts what preview --expect-no-changes does not: pending operations, deletions and replacements", () => {
+        const urn = (name: string) => `urn:pulumi:dev::kiloclaw-rollout::kiloclaw:${name}`;
+        const converged = { resources: [{ urn: urn("a"), type: "t" }], pending_operations: [] };
+        assert.deepEqual(unfinishedOperations(converged), []);
+        const interrupted = {
+            resources: [
+                { urn: urn("warm"), type: "t", delete: true },
+                { urn: urn("instance"), type: "t", pendingReplacement: true },
+            ],
+            pending_operations: [{ resource: { urn: urn("instance"), type: "t" }, type: "creating" }],
+        };
+        assert.deepEqual(unfinishedOperations(interrupted), [
+            `${urn("instance")}: interrupted while creating`,
+            `${urn("warm")}: pending deletion`,
+            `${urn("instance")}: pending replacement`,
+        ]);
     });
 });
