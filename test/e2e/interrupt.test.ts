@@ -29,7 +29,7 @@ import {
 } from "../../sandbox/workspace";
 import { startE2eWorld } from "./world";
 
-const USER = "e2e-interrupt-developer";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c11";
 const APP = "kiloclaw-e2e-interrupt";
 const INTERNAL_KEY = "e2e-interrupt-internal-key-5b2e";
 const STACK = "e2e-interrupt";

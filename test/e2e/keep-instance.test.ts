@@ -16,7 +16,7 @@ import { assertDockerRunning, buildFixture, freePort, LocalRegistry, removeImage
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 import { E2eWorld, startE2eWorld } from "./world";
 
-const USER = "keep-instance-developer";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c12";
 const APP = "kiloclaw-keep";
 const INTERNAL_KEY = "keep-internal-key-5e21a9";
 

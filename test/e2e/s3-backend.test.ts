@@ -20,7 +20,7 @@ import { startE2eWorld } from "./world";
 
 const REPO = path.join(__dirname, "..", "..");
 const PROJECT = "kiloclaw-rollout";
-const USER = "e2e-s3-developer";
+const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c13";
 const APP = "kiloclaw-e2e-s3";
 const INTERNAL_KEY = "e2e-s3-internal-key-51b3";
 const STACK = "s3-team";
