@@ -1,7 +1,8 @@
 import * as path from "node:path";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { stageBuildContext } from "../lib/stagedContext";
+import { localImageRepository, LocalScope, localScopeSlug } from "../lib/localScope";
+import { stackContextsRoot, stageBuildContext } from "../lib/stagedContext";
 
 export interface KiloclawImageArgs {
     /** The kiloclaw/ directory: the build context. */
@@ -10,6 +11,8 @@ export interface KiloclawImageArgs {
     dockerfile?: string;
     /** `--build-arg`s; part of the tag. */
     buildArgs?: Record<string, string>;
+    /** Whose image it is: names the image and the staged context's directory (lib/localScope.ts). */
+    scope: LocalScope;
 }
 
 /**
@@ -19,9 +22,9 @@ export interface KiloclawImageArgs {
 export class KiloclawImage extends pulumi.ComponentResource {
     /** `dev-` + 12 hex of the build-input hash: the worker's own files beside the Dockerfile never change it. */
     public readonly imageTag: string;
-    /** The staged build context given to docker (content-addressed by the tag). */
+    /** The staged build context given to docker (content-addressed by the tag, under the stack's own directory). */
     public readonly contextDir: string;
-    /** The local image name, `kiloclaw:<tag>`. */
+    /** The local image name, `kiloclaw-<project>-<stack>[-<sandbox>]:<tag>`: no other stack shares it. */
     public readonly imageName: pulumi.Output<string>;
     /** The local image id; changes whenever the image is rebuilt. */
     public readonly imageId: pulumi.Output<string>;
@@ -29,14 +32,14 @@ export class KiloclawImage extends pulumi.ComponentResource {
     constructor(name: string, args: KiloclawImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kiloclaw:index:KiloclawImage", name, {}, opts);
         const dockerfile = args.dockerfile ?? "Dockerfile";
-        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs);
+        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs, stackContextsRoot(localScopeSlug(args.scope)));
         this.imageTag = staged.tag;
         this.contextDir = staged.dir;
 
         const image = new docker.Image(
             `${name}-build`,
             {
-                imageName: `kiloclaw:${this.imageTag}`,
+                imageName: `${localImageRepository(args.scope)}:${this.imageTag}`,
                 build: {
                     context: staged.dir,
                     dockerfile: path.join(staged.dir, staged.dockerfileRel),

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseDevVars } from "./devVars";
 import { decodeInstanceId, devFlyAppName } from "./identity";
+import { isSandboxInstance } from "./localScope";
 import { findNodePin } from "./nodePin";
 import { parseOpenclawPin } from "./openclawPin";
 
@@ -38,6 +39,8 @@ export interface RawSettings {
     instanceTimeoutSeconds?: number;
     smokeStartupSeconds?: number;
     smokeGatewaySeconds?: number;
+    /** The sandbox's instance id (set by `npm run rehearse`): part of the stack's local identity (lib/localScope.ts). */
+    sandboxInstance?: string;
 }
 
 /** Build mode builds, tests and pushes the checkout's Dockerfile; prebuilt mode rolls out an image already in the registry. */
@@ -77,6 +80,8 @@ export interface RolloutSettings {
     instanceTimeoutSeconds: number;
     smokeStartupSeconds: number;
     smokeGatewaySeconds: number;
+    /** The sandbox's instance id, part of the stack's local identity (lib/localScope.ts). */
+    sandboxInstance?: string;
 }
 
 export type ReadFile = (file: string) => string | undefined;
@@ -192,6 +197,10 @@ export function resolveSettings(raw: RawSettings, readFile: ReadFile = readFileI
         smokeStartupSeconds: positive("smokeStartupSeconds", raw.smokeStartupSeconds, 60, problems),
         smokeGatewaySeconds: positive("smokeGatewaySeconds", raw.smokeGatewaySeconds, 90, problems),
     };
+    if (raw.sandboxInstance !== undefined) {
+        if (isSandboxInstance(raw.sandboxInstance)) settings.sandboxInstance = raw.sandboxInstance;
+        else problems.push(`kiloclaw:sandboxInstance "${raw.sandboxInstance}" is not 1-32 lowercase letters and digits (npm run rehearse sets it).`);
+    }
     for (const url of [settings.workerUrl, settings.flyApiUrl]) {
         if (!/^https?:\/\/[^/]+/.test(url)) problems.push(`"${url}" is not an http(s) URL (kiloclaw:workerUrl / kiloclaw:flyApiUrl).`);
     }
@@ -232,6 +241,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         instanceTimeoutSeconds: cfg.getNumber("instanceTimeoutSeconds"),
         smokeStartupSeconds: cfg.getNumber("smokeStartupSeconds"),
         smokeGatewaySeconds: cfg.getNumber("smokeGatewaySeconds"),
+        sandboxInstance: cfg.get("sandboxInstance"),
     };
     const settings = resolveSettings(raw);
     const problems: string[] = [];

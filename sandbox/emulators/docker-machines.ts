@@ -30,10 +30,17 @@ export interface DockerModeOptions {
     pull?: "always" | "missing";
     /** Parent of the short-lived private dirs (login config, env file). Default os.tmpdir(). */
     scratchDir?: string;
+    /**
+     * Whose containers these are (a sandbox's instance id, a test run's id): every container carries it as
+     * the INSTANCE_LABEL, so a restart sweeps only its own orphans and a test counts only its own.
+     */
+    instance?: string;
 }
 
 /** Every container the emulator creates carries this label. */
 export const EMULATOR_LABEL = "kiloclaw-rollout.fly-emulator";
+/** The emulator instance (DockerModeOptions.instance) a container belongs to. */
+export const INSTANCE_LABEL = `${EMULATOR_LABEL}.instance`;
 
 export interface DockerResult {
     code: number;
@@ -59,6 +66,9 @@ export function docker(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: 
             if (timer) clearTimeout(timer);
             resolve({ code: code ?? -1, stdout, stderr });
         });
+        // A child that exits without reading its stdin (or is killed) makes the write fail with EPIPE:
+        // the exit code tells what happened, and an unhandled stream error would kill the whole emulator.
+        child.stdin.on("error", () => undefined);
         child.stdin.end(opts.stdin ?? "");
     });
 }
@@ -86,6 +96,8 @@ export class DockerMachines {
     private readonly containers = new Set<string>();
     private readonly watchers = new Set<import("node:child_process").ChildProcess>();
     private readonly runsInFlight = new Set<Promise<DockerResult>>();
+    /** Images this "host" pulled that were not in the engine before: removed by removeAll(). */
+    private readonly pulledHere = new Set<string>();
 
     constructor(private readonly opts: DockerModeOptions = {}) {}
 
@@ -105,6 +117,7 @@ export class DockerMachines {
         const env: NodeJS.ProcessEnv = { ...process.env };
         try {
             if (local) return { digest: await repoDigest(image) };
+            if ((await docker(["image", "inspect", image])).code !== 0) this.pulledHere.add(image);
             if (auth) {
                 configDir = await fs.mkdtemp(path.join(this.scratchDir, "fly-emu-docker-config-"));
                 env.DOCKER_CONFIG = configDir;
@@ -146,6 +159,7 @@ export class DockerMachines {
                 `${EMULATOR_LABEL}=1`,
                 "--label",
                 `${EMULATOR_LABEL}.app=${app}`,
+                ...(this.opts.instance ? ["--label", `${INSTANCE_LABEL}=${this.opts.instance}`] : []),
                 "-p",
                 `127.0.0.1::${internalPort}`,
                 "--env-file",
@@ -227,13 +241,21 @@ export class DockerMachines {
         if (r.code !== 0) throw new Error(`docker start failed: ${lastLine(r.stderr)}`);
     }
 
-    async remove(machineId: string): Promise<void> {
+    /** Removes the machine's container; true once it is gone (a busy engine gets a few tries). */
+    async remove(machineId: string): Promise<boolean> {
         const name = DockerMachines.containerName(machineId);
-        await docker(["rm", "-f", name], { timeoutMs: 60_000 });
-        this.containers.delete(name);
+        for (let attempt = 0; attempt < 5; attempt++) {
+            await docker(["rm", "-f", name], { timeoutMs: 60_000 });
+            if (!(await this.state(machineId)).exists) {
+                this.containers.delete(name);
+                return true;
+            }
+            await new Promise((r) => setTimeout(r, 500));
+        }
+        return false;
     }
 
-    /** Removes every container this instance created and stops its `docker wait` watchers. */
+    /** Removes every container this instance created, stops its `docker wait` watchers, and removes the images it pulled. */
     async removeAll(): Promise<void> {
         await Promise.allSettled([...this.runsInFlight]);
         for (const w of this.watchers) w.kill();
@@ -241,11 +263,19 @@ export class DockerMachines {
         const names = [...this.containers];
         this.containers.clear();
         if (names.length > 0) await docker(["rm", "-f", ...names], { timeoutMs: 120_000 });
+        // Like a Fly host's pulls, these were this emulator's own: another engine user's copy was never counted.
+        const images = [...this.pulledHere];
+        this.pulledHere.clear();
+        if (images.length > 0) await docker(["rmi", ...images], { timeoutMs: 120_000 });
     }
 
-    /** Removes containers left by earlier, crashed runs (anything carrying the emulator label). */
-    static async removeStrayContainers(): Promise<number> {
-        const r = await docker(["ps", "-aq", "--filter", `label=${EMULATOR_LABEL}=1`]);
+    /**
+     * Removes containers left by an earlier, crashed run of the same instance (DockerModeOptions.instance);
+     * without an instance, nothing: another emulator's containers are not this one's to remove.
+     */
+    static async removeStrayContainers(instance: string): Promise<number> {
+        if (!instance) return 0;
+        const r = await docker(["ps", "-aq", "--filter", `label=${INSTANCE_LABEL}=${instance}`]);
         const ids = r.stdout
             .split("\n")
             .map((s) => s.trim())

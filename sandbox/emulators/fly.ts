@@ -125,6 +125,8 @@ interface MachineRecord {
     frozen: boolean;
     hostPort?: number;
     stopWatching?: () => void;
+    /** A destroy is removing the machine (its container, in docker mode). */
+    removing?: boolean;
 }
 
 const WAIT_STATES = new Set<string>(["started", "stopped", "destroyed", "suspended", "settled"]);
@@ -558,25 +560,32 @@ export class FlyEmulator extends Emulator {
         if (!force && RUNNING.has(rec.machine.state)) {
             return err(this.opts.refuseDeleteStatus ?? 412, "failed_precondition: unable to destroy machine, not currently stopped or suspended");
         }
-        if (rec.machine.state !== "destroying") {
-            const generation = this.command(rec);
-            this.setState(rec, "destroying", "user");
-            rec.stopWatching?.();
-            void (async () => {
-                if (this.dockerHost) await this.dockerHost.remove(rec.machine.id);
-                else await this.delay(this.opts.destroyDelayMs ?? 20);
-                if (!this.closed && rec.generation === generation) this.setState(rec, "destroyed", "user");
-            })();
-        }
+        if (rec.machine.state !== "destroying" || rec.removing === false) this.destroyNow(rec, "user", this.opts.destroyDelayMs ?? 20);
         const mode = this.opts.deleteMode ?? "200";
         return mode === "204" ? { status: 204 } : { status: Number(mode), body: { ok: true } };
     }
 
-    private destroyNow(rec: MachineRecord, source = "user"): void {
-        this.command(rec);
+    /**
+     * `destroying`, then `destroyed` once the machine is really gone: in docker mode only after its container
+     * is removed (a client that saw `destroyed` may remove the image next). A container that would not go
+     * leaves the machine `destroying`; the next DELETE tries again.
+     */
+    private destroyNow(rec: MachineRecord, source = "user", emulatedDelayMs = 0): void {
+        const generation = this.command(rec);
         rec.stopWatching?.();
-        if (this.dockerHost) void this.dockerHost.remove(rec.machine.id);
-        this.setState(rec, "destroyed", source);
+        if (!this.dockerHost && emulatedDelayMs === 0) {
+            this.setState(rec, "destroyed", source);
+            return;
+        }
+        this.setState(rec, "destroying", source);
+        rec.removing = true;
+        void (async () => {
+            let gone = true;
+            if (this.dockerHost) gone = await this.dockerHost.remove(rec.machine.id);
+            else await this.delay(emulatedDelayMs);
+            rec.removing = false;
+            if (gone && !this.closed && rec.generation === generation) this.setState(rec, "destroyed", source);
+        })();
     }
 
     // ---- volumes ----
