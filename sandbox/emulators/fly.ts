@@ -32,6 +32,8 @@ export interface FlyEmulatorOptions {
     waitCapSeconds?: number;
     /** How long a machine stays `replacing` while its image is pulled for the first time on this "host". Default 0. */
     firstPullDelayMs?: number;
+    /** First pulls (emulated mode) last until `releasePulls()`: a test drives the pull's end instead of racing a timer. */
+    holdPulls?: boolean;
     /** `starting` → `started` once the image is present. Default 20. */
     startDelayMs?: number;
     /** `stopping` → `stopped`. Default 20. */
@@ -145,6 +147,9 @@ export class FlyEmulator extends Emulator {
     /** Timers of pending waits and delays (they resolve early on close, unlike the base class's `later`). */
     private readonly waitTimers = new Set<NodeJS.Timeout>();
     private readonly dockerHost?: DockerMachines;
+    /** Resolves the held pulls (holdPulls). */
+    private releaseHeldPulls?: () => void;
+    private readonly heldPulls: Promise<void> = new Promise((resolve) => (this.releaseHeldPulls = resolve));
     /** Names of apps deleted through `DELETE /v1/apps/{app}` (the runbook forbids it). */
     readonly deletedApps: string[] = [];
 
@@ -429,6 +434,11 @@ export class FlyEmulator extends Emulator {
         this.setState(rec, exitCode === 0 ? "stopped" : "failed", "flyd", false);
     }
 
+    /** Test control (holdPulls): every held first pull finishes now, and later ones do not wait. */
+    releasePulls(): void {
+        this.releaseHeldPulls?.();
+    }
+
     /** Test control: the machine's process exits with `exitCode` now (a crash after start). */
     exitProcess(app: string, id: string, exitCode = 1): void {
         const rec = this.machines_.get(id);
@@ -444,6 +454,7 @@ export class FlyEmulator extends Emulator {
             pull = (async () => {
                 let digest: string | undefined;
                 if (this.dockerHost) digest = (await this.dockerHost.pull(image)).digest;
+                else if (this.opts.holdPulls) await Promise.race([this.heldPulls, this.delay(2 ** 31 - 1)]);
                 else await this.delay(this.opts.firstPullDelayMs ?? 0);
                 digest ??= `sha256:${createHash("sha256").update(image).digest("hex")}`;
                 this.digests.set(image, digest);
