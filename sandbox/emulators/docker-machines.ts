@@ -105,6 +105,11 @@ export class DockerMachines {
         return this.opts.scratchDir ?? os.tmpdir();
     }
 
+    /** Short-lived private dirs are named by the instance too: `fly-emu-[<instance>-]…`. */
+    private get scratchPrefix(): string {
+        return `fly-emu-${this.opts.instance ? `${this.opts.instance}-` : ""}`;
+    }
+
     static containerName(machineId: string): string {
         return `fly-emu-${machineId}`;
     }
@@ -119,7 +124,7 @@ export class DockerMachines {
             if (local) return { digest: await repoDigest(image) };
             if ((await docker(["image", "inspect", image])).code !== 0) this.pulledHere.add(image);
             if (auth) {
-                configDir = await fs.mkdtemp(path.join(this.scratchDir, "fly-emu-docker-config-"));
+                configDir = await fs.mkdtemp(path.join(this.scratchDir, `${this.scratchPrefix}docker-config-`));
                 env.DOCKER_CONFIG = configDir;
                 const login = await docker(["login", auth.server, "--username", auth.username, "--password-stdin"], {
                     env,
@@ -140,7 +145,7 @@ export class DockerMachines {
     /** `docker run -d` the machine's container; env values go through a private env file. */
     async run(machineId: string, app: string, image: string, env: Record<string, string>, internalPort: number): Promise<void> {
         const name = DockerMachines.containerName(machineId);
-        const dir = await fs.mkdtemp(path.join(this.scratchDir, "fly-emu-env-"));
+        const dir = await fs.mkdtemp(path.join(this.scratchDir, `${this.scratchPrefix}env-`));
         const envFile = path.join(dir, "env");
         try {
             const lines = Object.entries(env).map(([k, v]) => {
