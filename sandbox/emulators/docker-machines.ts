@@ -250,8 +250,8 @@ export class DockerMachines {
     async remove(machineId: string): Promise<boolean> {
         const name = DockerMachines.containerName(machineId);
         for (let attempt = 0; attempt < 5; attempt++) {
-            await docker(["rm", "-f", name], { timeoutMs: 60_000 });
-            if (!(await this.state(machineId)).exists) {
+            const rm = await docker(["rm", "-f", name], { timeoutMs: 60_000 });
+            if (rm.code === 0 || /no such container/i.test(rm.stderr) || !(await this.state(machineId)).exists) {
                 this.containers.delete(name);
                 return true;
             }
