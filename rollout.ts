@@ -11,6 +11,7 @@ import { WarmMachine } from "./components/WarmMachine";
 import { WorkerImageVersion } from "./components/WorkerImageVersion";
 import { WorkerInstance } from "./components/WorkerInstance";
 import { RolloutConfig } from "./lib/config";
+import { LocalScope } from "./lib/localScope";
 import { servicesVerified } from "./preflight";
 
 /** What a developer checks by hand today: the stack outputs. */
@@ -39,6 +40,8 @@ export interface RolloutOutputs {
 /** Declares the whole rollout for one developer's stack. */
 export function rollout(config: RolloutConfig): RolloutOutputs {
     const { secrets, source } = config;
+    // Everything this stack makes on the local machine carries its identity (lib/localScope.ts).
+    const scope: LocalScope = { project: pulumi.getProject(), stack: pulumi.getStack(), sandboxInstance: config.sandboxInstance };
 
     // Either build, test and push the checkout's Dockerfile, or roll out an image already in the registry.
     let imageRefOut: pulumi.Output<string>;
@@ -49,7 +52,7 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
     let pushed: pulumi.Resource[];
     let validated: ImageValidation | undefined;
     if (source.kind === "build") {
-        const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile }, { dependsOn: verified });
+        const image = new KiloclawImage("kiloclaw", { context: source.context, dockerfile: source.dockerfile, scope }, { dependsOn: verified });
         const validation = config.validate
             ? new ImageValidation("smoke-tests", {
                   image: image.imageName,
@@ -79,8 +82,9 @@ export function rollout(config: RolloutConfig): RolloutOutputs {
         imageRefOut = push.imageRef;
         imageTag = image.imageTag;
         imageDigest = push.digest;
-        // Removes this tag's local images once a new tag's instance runs, and on destroy after the instance.
-        const localImages = new LocalImages("local-images", { images: [image.imageName, push.targetImage] }, { dependsOn: [push] });
+        // Removes this tag's local image and staged context once a new tag's instance runs, and on destroy after the
+        // instance. The pushed tag is not kept locally (scripts/push-image.sh): its name is not this stack's alone.
+        const localImages = new LocalImages("local-images", { images: [image.imageName], contexts: [image.contextDir] }, { dependsOn: [push] });
         pushed = [push, localImages];
     } else {
         // Pull the image and check its openclaw version before anything changes; pull exactly that digest afterwards.

@@ -1,7 +1,8 @@
 import * as path from "node:path";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { stageBuildContext, stagedContextsRoot } from "../lib/stagedContext";
+import { localImageRepository, LocalScope, localScopeSlug } from "../lib/localScope";
+import { stackContextsRoot, stageBuildContext, stagedContextsRoot } from "../lib/stagedContext";
 
 export interface KiloclawImageArgs {
     /** The kiloclaw/ directory: the build context. */
@@ -10,6 +11,8 @@ export interface KiloclawImageArgs {
     dockerfile?: string;
     /** `--build-arg`s; part of the tag. */
     buildArgs?: Record<string, string>;
+    /** Whose image it is: names the image and the staged context's directory (lib/localScope.ts). */
+    scope: LocalScope;
 }
 
 /**
@@ -19,9 +22,9 @@ export interface KiloclawImageArgs {
 export class KiloclawImage extends pulumi.ComponentResource {
     /** `dev-` + 12 hex of the build-input hash: the worker's own files beside the Dockerfile never change it. */
     public readonly imageTag: string;
-    /** The staged build context (content-addressed by the tag); docker gets it relative to the project directory. */
+    /** The staged build context (content-addressed by the tag, under the stack's own directory); docker gets it relative to the project directory. */
     public readonly contextDir: string;
-    /** The local image name, `kiloclaw:<tag>`. */
+    /** The local image name, `kiloclaw-<project>-<stack>[-<sandbox>]:<tag>`: no other stack shares it. */
     public readonly imageName: pulumi.Output<string>;
     /** The local image id; changes whenever the image is rebuilt. */
     public readonly imageId: pulumi.Output<string>;
@@ -32,7 +35,12 @@ export class KiloclawImage extends pulumi.ComponentResource {
         // The program's cwd is the project directory, as is the docker provider's: a path relative to it is
         // the same in every checkout, and the state holds no path of this machine.
         const projectDir = process.cwd();
-        const staged = stageBuildContext(args.context, dockerfile, args.buildArgs, stagedContextsRoot(projectDir));
+        const staged = stageBuildContext(
+            args.context,
+            dockerfile,
+            args.buildArgs,
+            stackContextsRoot(localScopeSlug(args.scope), stagedContextsRoot(projectDir)),
+        );
         this.imageTag = staged.tag;
         this.contextDir = staged.dir;
         const context = path.relative(projectDir, staged.dir).split(path.sep).join("/");
@@ -40,7 +48,7 @@ export class KiloclawImage extends pulumi.ComponentResource {
         const image = new docker.Image(
             `${name}-build`,
             {
-                imageName: `kiloclaw:${this.imageTag}`,
+                imageName: `${localImageRepository(args.scope)}:${this.imageTag}`,
                 build: {
                     context,
                     dockerfile: path.posix.join(context, staged.dockerfileRel),

@@ -3,8 +3,10 @@ import { COMPONENT_TYPES } from "../lib/contract";
 import { localImagesProvider } from "../dynamic-providers/localImagesProvider";
 
 export interface LocalImagesArgs {
-    /** References this stack built or tagged in the local Docker engine. */
+    /** References this stack built in the local Docker engine (named by its identity). */
     images: pulumi.Input<pulumi.Input<string>[]>;
+    /** The staged build contexts those images were built from. */
+    contexts?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
 class LocalImagesResource extends pulumi.dynamic.Resource {
@@ -14,7 +16,7 @@ class LocalImagesResource extends pulumi.dynamic.Resource {
 }
 
 /**
- * The local images of the current tag: removed when a new tag supersedes them (after the new
+ * The local images (and staged build contexts) of the current tag: removed when a new tag supersedes them (after the new
  * instance runs) and on `pulumi destroy` (after the instance is gone).
  */
 export class LocalImages extends pulumi.ComponentResource {
@@ -23,7 +25,11 @@ export class LocalImages extends pulumi.ComponentResource {
     constructor(name: string, args: LocalImagesArgs, opts?: pulumi.ComponentResourceOptions) {
         super(COMPONENT_TYPES.localImages, name, {}, opts);
         this.images = pulumi.output(args.images);
-        new LocalImagesResource(`${name}-cleanup`, { images: this.images }, { parent: this, dependsOn: opts?.dependsOn });
+        new LocalImagesResource(
+            `${name}-cleanup`,
+            { images: this.images, contexts: args.contexts ?? [] },
+            { parent: this, dependsOn: opts?.dependsOn },
+        );
         this.registerOutputs({ images: this.images });
     }
 }

@@ -7,6 +7,7 @@ import { parseDevVars } from "./devVars";
 import { consumedInputs } from "./dockerfileSources";
 import { dockerfileSyntaxProblems } from "./dockerfileSyntax";
 import { decodeInstanceId, devFlyAppName } from "./identity";
+import { isSandboxInstance } from "./localScope";
 import { findNodePin } from "./nodePin";
 import { parseOpenclawPin } from "./openclawPin";
 
@@ -43,6 +44,8 @@ export interface RawSettings {
     instanceTimeoutSeconds?: number;
     smokeStartupSeconds?: number;
     smokeGatewaySeconds?: number;
+    /** The sandbox's instance id (set by `npm run rehearse`): part of the stack's local identity (lib/localScope.ts). */
+    sandboxInstance?: string;
 }
 
 /** Build mode builds, tests and pushes the checkout's Dockerfile; prebuilt mode rolls out an image already in the registry. */
@@ -85,6 +88,8 @@ export interface RolloutSettings {
     instanceTimeoutSeconds: number;
     smokeStartupSeconds: number;
     smokeGatewaySeconds: number;
+    /** The sandbox's instance id, part of the stack's local identity (lib/localScope.ts). */
+    sandboxInstance?: string;
 }
 
 /** A file's text, or undefined when it does not exist; any other failure (EACCES, EISDIR) throws. */
@@ -292,6 +297,10 @@ function collectSettings(
         smokeStartupSeconds: positive("smokeStartupSeconds", raw.smokeStartupSeconds, 60, problems),
         smokeGatewaySeconds: positive("smokeGatewaySeconds", raw.smokeGatewaySeconds, 90, problems),
     };
+    if (raw.sandboxInstance !== undefined) {
+        if (isSandboxInstance(raw.sandboxInstance)) settings.sandboxInstance = raw.sandboxInstance;
+        else problems.push(`kiloclaw:sandboxInstance "${raw.sandboxInstance}" is not 1-32 lowercase letters and digits (npm run rehearse sets it).`);
+    }
     for (const url of [settings.workerUrl, settings.flyApiUrl]) {
         if (!/^https?:\/\/[^/]+/.test(url)) problems.push(`"${url}" is not an http(s) URL (kiloclaw:workerUrl / kiloclaw:flyApiUrl).`);
     }
@@ -333,6 +342,7 @@ export function loadRolloutConfig(cfg = new pulumi.Config("kiloclaw")): RolloutC
         instanceTimeoutSeconds: cfg.getNumber("instanceTimeoutSeconds"),
         smokeStartupSeconds: cfg.getNumber("smokeStartupSeconds"),
         smokeGatewaySeconds: cfg.getNumber("smokeGatewaySeconds"),
+        sandboxInstance: cfg.get("sandboxInstance"),
     };
     // One pass: the secrets' problems join the settings' problems in one error.
     const { settings, problems, devVarsRead } = collectSettings(raw, readFileIfExists);

@@ -138,9 +138,12 @@ export interface WorkerInstanceOutputs extends WorkerInstanceInputs {
     gatewayToken: string | null;
 }
 
-/** Local Docker image references a build-mode rollout made; removed when superseded or destroyed. */
+/** Local Docker image references a build-mode rollout made, and the staged build contexts they were built from; removed when superseded or destroyed. */
 export interface LocalImagesInputs {
+    /** Names carrying the stack's identity (lib/localScope.ts), never a name another stack could share. */
     images: string[];
+    /** Staged build context directories (lib/stagedContext.ts), removed with the images. */
+    contexts?: string[];
 }
 
 export type LocalImagesOutputs = LocalImagesInputs;

@@ -29,6 +29,21 @@ export function stagedContextsRoot(projectDir: string = process.cwd()): string {
     return path.join(projectDir, ".staged-contexts");
 }
 
+/** One stack's staged contexts, `<root>/<slug>` (slug: lib/localScope.ts): removed with the stack's images. */
+export function stackContextsRoot(scopeSlug: string, root = stagedContextsRoot()): string {
+    return path.join(root, scopeSlug);
+}
+
+/** Removes one staged context, and its stack's directory once empty; what is already gone is fine. */
+export function removeStagedContext(dir: string): void {
+    fs.rmSync(dir, { recursive: true, force: true });
+    try {
+        fs.rmdirSync(path.dirname(dir));
+    } catch {
+        // not empty (the stack's other tags) or already gone
+    }
+}
+
 /**
  * Stages the consumed inputs of `contextDir` (see lib/dockerfileSources.ts) into `<root>/<tag>`.
  * The copy is made in a temporary sibling and renamed into place, so a crash never leaves a half
@@ -120,7 +135,8 @@ function stagedCopyMatches(dir: string, dockerfileRel: string, buildArgs: Record
 function pruneStagedContexts(root: string, keepTag: string): void {
     const entries = fs
         .readdirSync(root, { withFileTypes: true })
-        .filter((e) => e.isDirectory() && e.name !== keepTag)
+        // Only tag directories and staging leftovers: a stack's own directory (stackContextsRoot) is its own business.
+        .filter((e) => e.isDirectory() && e.name !== keepTag && (/^dev-[0-9a-f]{12}$/.test(e.name) || e.name.startsWith(".staging-")))
         .map((e) => ({ name: e.name, mtime: fs.statSync(path.join(root, e.name)).mtimeMs }))
         .sort((a, b) => b.mtime - a.mtime);
     const hourAgo = Date.now() - 3600_000;

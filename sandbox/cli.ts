@@ -24,6 +24,11 @@ interface Ports {
     worker: number;
 }
 
+/** host:port of this sandbox's registry. */
+export function sandboxRegistryServer(): string {
+    return `127.0.0.1:${ports().registry}`;
+}
+
 function ports(): Ports {
     return {
         registry: Number(process.env.SANDBOX_REGISTRY_PORT ?? 18797),
@@ -42,11 +47,27 @@ export interface SandboxState {
     registryApp: string;
     /** The sandbox's kiloclaw/ checkout (Dockerfile, .dev.vars). */
     kiloclawDir: string;
+    /** The sandbox's instance id (sandboxInstance()): in its stack's identity and on its machine containers. */
+    instance: string;
 }
 
 const kiloclawDir = () => path.join(sandboxDir(), "cloud", "kiloclaw");
 const stateFile = () => path.join(sandboxDir(), "state.json");
 const registryStateDir = () => path.join(sandboxDir(), "registry");
+
+/**
+ * This sandbox's instance id, made once per sandbox directory: two clones run stacks of the same name
+ * (kiloclaw-rollout.sandbox), so their images, contexts and machine containers carry this as well.
+ */
+export function sandboxInstance(): string {
+    const file = path.join(sandboxDir(), "instance-id");
+    const existing = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
+    if (/^[a-z0-9]{1,32}$/.test(existing)) return existing;
+    const id = crypto.randomBytes(5).toString("hex");
+    fs.mkdirSync(sandboxDir(), { recursive: true });
+    fs.writeFileSync(file, `${id}\n`);
+    return id;
+}
 
 function alive(pid: number): boolean {
     try {
@@ -62,8 +83,40 @@ export function runningSandbox(): SandboxState | undefined {
     if (!fs.existsSync(stateFile())) return undefined;
     const state = JSON.parse(fs.readFileSync(stateFile(), "utf8")) as SandboxState;
     // A sandbox started by an older version recorded only pid and URLs.
-    const defaults = { registryServer: `127.0.0.1:${ports().registry}`, registryApp: REGISTRY_APP, kiloclawDir: kiloclawDir() };
+    const defaults = { registryServer: `127.0.0.1:${ports().registry}`, registryApp: REGISTRY_APP, kiloclawDir: kiloclawDir(), instance: "" };
     return alive(state.pid) ? { ...defaults, ...state } : undefined;
+}
+
+/** Whether something answers HTTP (any status) at `url` within a few seconds. */
+async function answers(url: string): Promise<boolean> {
+    try {
+        await fetch(url, { signal: AbortSignal.timeout(5000) });
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+/** The services of a running sandbox that do not answer (empty when all do): its pid alone says little. */
+export async function silentServices(state: SandboxState): Promise<string[]> {
+    const checks: Array<[string, string]> = [
+        ["Fly API", state.flyApiUrl],
+        ["worker", state.workerUrl],
+        ["registry", `http://${state.registryServer}/v2/`],
+    ];
+    const results = await Promise.all(checks.map(async ([name, url]) => ((await answers(url)) ? undefined : `${name} (${url})`)));
+    return results.filter((r): r is string => r !== undefined);
+}
+
+/** The sandbox that runs from sandboxDir() with every service answering; a half-dead one is stopped (and restarted by startSandbox). */
+async function healthySandbox(): Promise<SandboxState | undefined> {
+    const state = runningSandbox();
+    if (!state) return undefined;
+    const silent = await silentServices(state);
+    if (silent.length === 0) return state;
+    console.error(`sandbox: pid ${state.pid} runs but ${silent.join(", ")} does not answer: restarting the sandbox.`);
+    await stopSandbox();
+    return undefined;
 }
 
 function sh(script: string, args: string[] = [], env: Record<string, string> = {}): void {
@@ -111,7 +164,7 @@ function registryEnv(): Record<string, string> {
 
 /** Starts Docker (if needed), the registry and the emulators; idempotent. */
 export async function startSandbox(): Promise<SandboxState> {
-    const existing = runningSandbox();
+    const existing = await healthySandbox();
     if (existing) return existing;
     const { registry, fly, worker } = ports();
     fs.mkdirSync(sandboxDir(), { recursive: true });
@@ -135,6 +188,7 @@ export async function startSandbox(): Promise<SandboxState> {
                 flyPort: fly,
                 workerPort: worker,
                 token,
+                instance: sandboxInstance(),
             }),
         },
     });
@@ -158,6 +212,8 @@ export async function stopSandbox(): Promise<void> {
         process.kill(state.pid, "SIGTERM");
         const deadline = Date.now() + 60_000;
         while (alive(state.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        // A daemon that cannot stop cleanly is killed: the next start sweeps the containers it left.
+        if (alive(state.pid)) process.kill(state.pid, "SIGKILL");
     }
     sh("registry.sh", ["stop"], registryEnv());
     fs.rmSync(stateFile(), { force: true });
@@ -169,12 +225,13 @@ export function describeSandbox(state: SandboxState): string {
         `Fly API:    ${state.flyApiUrl}`,
         `worker:     ${state.workerUrl}`,
         `kiloclaw:   ${state.kiloclawDir}`,
+        `instance:   ${state.instance} (on its images, contexts and machine containers)`,
     ].join("\n");
 }
 
 async function main(verb: string | undefined): Promise<void> {
     if (verb === "start") {
-        const wasRunning = runningSandbox();
+        const wasRunning = await healthySandbox();
         const state = await startSandbox();
         if (wasRunning) console.log(`The sandbox is already running (pid ${state.pid}); \`npm run sandbox:stop\` stops it.`);
         console.log(`${describeSandbox(state)}\n\nRehearse a rollout on it:  npm run rehearse`);

@@ -6,15 +6,18 @@
 //
 //   npm run rehearse                  up (again): converges after any edit of .sandbox/cloud/kiloclaw
 //   npm run rehearse -- --preview     what the next up would change (preview --diff)
-//   npm run rehearse -- --destroy     destroy, remove the stack, stop the sandbox, remove the images it made
+//   npm run rehearse -- --destroy     destroy, remove the stack, stop the sandbox, remove the images and
+//                                     staged contexts that carry its identity (nothing of another stack's)
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CommandError, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { imageTagForContext } from "../lib/contextHash";
 import { parseOpenclawPin } from "../lib/openclawPin";
-import { runningSandbox, sandboxDir, sandboxSecrets, SandboxState, startSandbox, stopSandbox } from "./cli";
-import { dockerBuild, removeImages, runScript, scriptPath } from "./docker";
+import { localImageRepository, LocalScope, localScopeSlug } from "../lib/localScope";
+import { stackContextsRoot, stagedContextsRoot } from "../lib/stagedContext";
+import { runningSandbox, sandboxDir, sandboxInstance, sandboxRegistryServer, sandboxSecrets, SandboxState, startSandbox, stopSandbox } from "./cli";
+import { dockerBuild, runScript, scriptPath } from "./docker";
 import {
     engineEnv,
     existingRehearsalStack,
@@ -27,24 +30,30 @@ import {
 } from "./workspace";
 
 export const STACK = "sandbox";
+/** The project name of the rehearsal's workspace (sandbox/workspace.ts). */
+export const PROJECT = "kiloclaw-rollout";
 export const USER_ID = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c01";
 
 const say = (line: string) => console.log(`rehearse: ${line}`);
 const engineDir = () => path.join(sandboxDir(), "pulumi");
 
-/** Images the rehearsal added to the local engine, removed by --destroy. */
-const madeFile = () => path.join(sandboxDir(), "rehearse-images.json");
-function madeImages(): string[] {
-    return fs.existsSync(madeFile()) ? JSON.parse(fs.readFileSync(madeFile(), "utf8")) : [];
-}
-function recordImages(refs: string[]): void {
-    fs.writeFileSync(madeFile(), JSON.stringify([...new Set([...madeImages(), ...refs])], null, 2));
-}
+/** The rehearsal stack's local identity (lib/localScope.ts): its project, stack and the sandbox's instance id. */
+const scopeOf = (instance: string): LocalScope => ({ project: PROJECT, stack: STACK, sandboxInstance: instance });
 
 const localImages = () =>
     (spawnSync("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"], { encoding: "utf8" }).stdout ?? "").split("\n").filter(Boolean);
 
-/** Docker, then the sandbox; an image the sandbox's start adds (the fixture base image) counts as made by the rehearsal. */
+/**
+ * The images that carry this rehearsal's identity: its stack's repository (kiloclaw-<project>-<stack>-<instance>)
+ * and what was pulled from its own registry (127.0.0.1:<its port>, which no other running sandbox can have).
+ * Never anything else: the shared fixture base image and other clones' images are not the rehearsal's to remove.
+ */
+function ownImages(instance: string, registryServer: string): string[] {
+    const repository = localImageRepository(scopeOf(instance));
+    return localImages().filter((ref) => ref.startsWith(`${repository}:`) || ref.startsWith(`${registryServer}/`));
+}
+
+/** Docker, then the sandbox. */
 async function startDockerAndSandbox(): Promise<SandboxState> {
     // A Debian machine (root) gets the engine, registry and fixture tools, as `npm run test:all` does; a no-op when present.
     if (process.getuid?.() === 0 && spawnSync("sh", ["-c", "command -v apt-get"], { stdio: "ignore" }).status === 0) {
@@ -53,10 +62,7 @@ async function startDockerAndSandbox(): Promise<SandboxState> {
     }
     const r = spawnSync("bash", [scriptPath("start-docker.sh")], { stdio: "inherit", env: { ...process.env, SKIP_FIXTURE_BASE: "1" } });
     if (r.status !== 0) throw new Error("Docker is not running and could not be started (output above): start it, then `npm run rehearse` again.");
-    const before = new Set(localImages());
-    const sandbox = await startSandbox();
-    recordImages(localImages().filter((ref) => !before.has(ref)));
-    return sandbox;
+    return startSandbox();
 }
 
 /** Settings the stack gets from the running sandbox: every endpoint, written to .sandbox/pulumi/project/Pulumi.sandbox.yaml. */
@@ -73,17 +79,16 @@ function stackConfig(sandbox: SandboxState): Record<string, string> {
         instanceTimeoutSeconds: "120",
         smokeStartupSeconds: "20",
         smokeGatewaySeconds: "30",
+        sandboxInstance: sandbox.instance,
     };
 }
 
 /** Prebuilt mode: build the checkout's image as the stack would, push it to the sandbox registry, return its ref. */
 async function buildAndPushFixture(sandbox: SandboxState): Promise<string> {
     const tag = imageTagForContext(sandbox.kiloclawDir);
-    const local = `kiloclaw:${tag}`;
+    // Named by the stack's identity, as the stack's own build is: --destroy removes it by that name.
+    const local = `${localImageRepository(scopeOf(sandbox.instance))}:${tag}`;
     const ref = `${sandbox.registryServer}/${sandbox.registryApp}:${tag}`;
-    // Only what is not in the engine yet is the rehearsal's to remove (the same checkout always gives the same tag).
-    const present = new Set(localImages());
-    recordImages([local, ref].filter((r) => !present.has(r)));
     say(`building ${local} from ${sandbox.kiloclawDir} (docker build --platform linux/amd64)`);
     await dockerBuild(sandbox.kiloclawDir, local);
     say(`pushing ${ref} (scripts/push-image.sh, token on stdin)`);
@@ -178,8 +183,9 @@ async function upOrPreview(preview: boolean): Promise<void> {
 }
 
 async function destroy(): Promise<void> {
+    let sandbox = runningSandbox();
     if (fs.existsSync(path.join(engineDir(), "project"))) {
-        await startDockerAndSandbox(); // the stack's instance is destroyed through the worker
+        sandbox = await startDockerAndSandbox(); // the stack's instance is destroyed through the worker
         const stack = await existingRehearsalStack(await engine());
         if (stack) {
             say("pulumi destroy");
@@ -191,14 +197,20 @@ async function destroy(): Promise<void> {
     }
     if (runningSandbox()) {
         say("stopping the sandbox");
-        await stopSandbox();
+        await stopSandbox(); // its emulator removes its machine containers and the images it pulled
     }
-    const images = madeImages();
+    const instance = sandbox?.instance || sandboxInstance();
+    const images = ownImages(instance, sandbox?.registryServer ?? sandboxRegistryServer());
     if (images.length) {
         say(`removing the images this rehearsal made: ${images.join(", ")}`);
-        await removeImages(images);
+        const rmi = spawnSync("docker", ["rmi", ...images], { encoding: "utf8" });
+        if (rmi.status !== 0)
+            throw new Error(`docker rmi ${images.join(" ")} failed: ${rmi.stderr.trim()}\nRun \`npm run rehearse -- --destroy\` again.`);
     }
-    fs.rmSync(madeFile(), { force: true });
+    // Build mode's staged contexts go with the images (LocalImages); a crashed run's leftovers go here.
+    // The program stages under its own directory (this checkout), whatever the cwd of this process.
+    fs.rmSync(stackContextsRoot(localScopeSlug(scopeOf(instance)), stagedContextsRoot(path.join(__dirname, ".."))), { recursive: true, force: true });
+    fs.rmSync(path.join(sandboxDir(), "rehearse-images.json"), { force: true }); // written by older versions
     say(`done: nothing runs; the checkout and registry data stay in ${sandboxDir()} (remove it for a clean slate)`);
 }
 

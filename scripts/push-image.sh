@@ -38,9 +38,13 @@ docker image inspect "$SOURCE_IMAGE" >/dev/null 2>&1 || die "SOURCE_IMAGE '$SOUR
 # Private docker config: the login below is written here and nowhere else.
 DOCKER_CONFIG="$(mktemp -d "${TMPDIR:-/tmp}/kiloclaw-docker-config.XXXXXX")"
 export DOCKER_CONFIG
+# The pushed name (<registry>/<app>:<tag>) is not one stack's alone: the tag this script adds is
+# removed again on every exit, so the engine keeps only the stack's own name for the image.
+tagged=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [[ -z $tagged ]] || docker rmi "$TARGET_IMAGE" >/dev/null 2>&1 || true
   rm -rf "$DOCKER_CONFIG"
   exit "$rc"
 }
@@ -107,6 +111,7 @@ explain_failure() {
 
 out="$DOCKER_CONFIG/out.txt"
 
+docker image inspect "$TARGET_IMAGE" >/dev/null 2>&1 || tagged=1
 docker tag "$SOURCE_IMAGE" "$TARGET_IMAGE"
 echo "push-image: tagged $SOURCE_IMAGE as $TARGET_IMAGE"
 

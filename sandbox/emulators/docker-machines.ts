@@ -30,10 +30,17 @@ export interface DockerModeOptions {
     pull?: "always" | "missing";
     /** Parent of the short-lived private dirs (login config, env file). Default os.tmpdir(). */
     scratchDir?: string;
+    /**
+     * Whose containers these are (a sandbox's instance id, a test run's id): every container carries it as
+     * the INSTANCE_LABEL, so a restart sweeps only its own orphans and a test counts only its own.
+     */
+    instance?: string;
 }
 
 /** Every container the emulator creates carries this label. */
 export const EMULATOR_LABEL = "kiloclaw-rollout.fly-emulator";
+/** The emulator instance (DockerModeOptions.instance) a container belongs to. */
+export const INSTANCE_LABEL = `${EMULATOR_LABEL}.instance`;
 
 export interface DockerResult {
     code: number;
@@ -59,7 +66,8 @@ export function docker(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: 
             if (timer) clearTimeout(timer);
             resolve({ code: code ?? -1, stdout, stderr });
         });
-        // A docker that exits before reading stdin (EPIPE) is reported by its exit code, not as an uncaught error.
+        // A child that exits without reading its stdin (or is killed) makes the write fail with EPIPE:
+        // the exit code tells what happened, and an unhandled stream error would kill the whole emulator.
         child.stdin.on("error", () => undefined);
         child.stdin.end(opts.stdin ?? "");
     });
@@ -88,11 +96,18 @@ export class DockerMachines {
     private readonly containers = new Set<string>();
     private readonly watchers = new Set<import("node:child_process").ChildProcess>();
     private readonly runsInFlight = new Set<Promise<DockerResult>>();
+    /** Images this "host" pulled that were not in the engine before: removed by removeAll(). */
+    private readonly pulledHere = new Set<string>();
 
     constructor(private readonly opts: DockerModeOptions = {}) {}
 
     private get scratchDir(): string {
         return this.opts.scratchDir ?? os.tmpdir();
+    }
+
+    /** Short-lived private dirs are named by the instance too: `fly-emu-[<instance>-]…`. */
+    private get scratchPrefix(): string {
+        return `fly-emu-${this.opts.instance ? `${this.opts.instance}-` : ""}`;
     }
 
     static containerName(machineId: string): string {
@@ -107,8 +122,9 @@ export class DockerMachines {
         const env: NodeJS.ProcessEnv = { ...process.env };
         try {
             if (local) return { digest: await repoDigest(image) };
+            if ((await docker(["image", "inspect", image])).code !== 0) this.pulledHere.add(image);
             if (auth) {
-                configDir = await fs.mkdtemp(path.join(this.scratchDir, "fly-emu-docker-config-"));
+                configDir = await fs.mkdtemp(path.join(this.scratchDir, `${this.scratchPrefix}docker-config-`));
                 env.DOCKER_CONFIG = configDir;
                 const login = await docker(["login", auth.server, "--username", auth.username, "--password-stdin"], {
                     env,
@@ -129,7 +145,7 @@ export class DockerMachines {
     /** `docker run -d` the machine's container; env values go through a private env file. */
     async run(machineId: string, app: string, image: string, env: Record<string, string>, internalPort: number): Promise<void> {
         const name = DockerMachines.containerName(machineId);
-        const dir = await fs.mkdtemp(path.join(this.scratchDir, "fly-emu-env-"));
+        const dir = await fs.mkdtemp(path.join(this.scratchDir, `${this.scratchPrefix}env-`));
         const envFile = path.join(dir, "env");
         try {
             const lines = Object.entries(env).map(([k, v]) => {
@@ -148,6 +164,7 @@ export class DockerMachines {
                 `${EMULATOR_LABEL}=1`,
                 "--label",
                 `${EMULATOR_LABEL}.app=${app}`,
+                ...(this.opts.instance ? ["--label", `${INSTANCE_LABEL}=${this.opts.instance}`] : []),
                 "-p",
                 `127.0.0.1::${internalPort}`,
                 "--env-file",
@@ -229,13 +246,21 @@ export class DockerMachines {
         if (r.code !== 0) throw new Error(`docker start failed: ${lastLine(r.stderr)}`);
     }
 
-    async remove(machineId: string): Promise<void> {
+    /** Removes the machine's container; true once it is gone (a busy engine gets a few tries). */
+    async remove(machineId: string): Promise<boolean> {
         const name = DockerMachines.containerName(machineId);
-        await docker(["rm", "-f", name], { timeoutMs: 60_000 });
-        this.containers.delete(name);
+        for (let attempt = 0; attempt < 5; attempt++) {
+            const rm = await docker(["rm", "-f", name], { timeoutMs: 60_000 });
+            if (rm.code === 0 || /no such container/i.test(rm.stderr) || !(await this.state(machineId)).exists) {
+                this.containers.delete(name);
+                return true;
+            }
+            await new Promise((r) => setTimeout(r, 500));
+        }
+        return false;
     }
 
-    /** Removes every container this instance created and stops its `docker wait` watchers. */
+    /** Removes every container this instance created, stops its `docker wait` watchers, and removes the images it pulled. */
     async removeAll(): Promise<void> {
         await Promise.allSettled([...this.runsInFlight]);
         for (const w of this.watchers) w.kill();
@@ -243,11 +268,19 @@ export class DockerMachines {
         const names = [...this.containers];
         this.containers.clear();
         if (names.length > 0) await docker(["rm", "-f", ...names], { timeoutMs: 120_000 });
+        // Like a Fly host's pulls, these were this emulator's own: another engine user's copy was never counted.
+        const images = [...this.pulledHere];
+        this.pulledHere.clear();
+        if (images.length > 0) await docker(["rmi", ...images], { timeoutMs: 120_000 });
     }
 
-    /** Removes containers left by earlier, crashed runs (anything carrying the emulator label). */
-    static async removeStrayContainers(): Promise<number> {
-        const r = await docker(["ps", "-aq", "--filter", `label=${EMULATOR_LABEL}=1`]);
+    /**
+     * Removes containers left by an earlier, crashed run of the same instance (DockerModeOptions.instance);
+     * without an instance, nothing: another emulator's containers are not this one's to remove.
+     */
+    static async removeStrayContainers(instance: string): Promise<number> {
+        if (!instance) return 0;
+        const r = await docker(["ps", "-aq", "--filter", `label=${INSTANCE_LABEL}=${instance}`]);
         const ids = r.stdout
             .split("\n")
             .map((s) => s.trim())

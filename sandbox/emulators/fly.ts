@@ -32,6 +32,8 @@ export interface FlyEmulatorOptions {
     waitCapSeconds?: number;
     /** How long a machine stays `replacing` while its image is pulled for the first time on this "host". Default 0. */
     firstPullDelayMs?: number;
+    /** First pulls (emulated mode) last until `releasePulls()`: a test drives the pull's end instead of racing a timer. */
+    holdPulls?: boolean;
     /** `starting` → `started` once the image is present. Default 20. */
     startDelayMs?: number;
     /** `stopping` → `stopped`. Default 20. */
@@ -125,6 +127,8 @@ interface MachineRecord {
     frozen: boolean;
     hostPort?: number;
     stopWatching?: () => void;
+    /** A destroy is removing the machine (its container, in docker mode). */
+    removing?: boolean;
 }
 
 const WAIT_STATES = new Set<string>(["started", "stopped", "destroyed", "suspended", "settled"]);
@@ -143,6 +147,9 @@ export class FlyEmulator extends Emulator {
     /** Timers of pending waits and delays (they resolve early on close, unlike the base class's `later`). */
     private readonly waitTimers = new Set<NodeJS.Timeout>();
     private readonly dockerHost?: DockerMachines;
+    /** Resolves the held pulls (holdPulls). */
+    private releaseHeldPulls?: () => void;
+    private readonly heldPulls: Promise<void> = new Promise((resolve) => (this.releaseHeldPulls = resolve));
     /** Names of apps deleted through `DELETE /v1/apps/{app}` (the runbook forbids it). */
     readonly deletedApps: string[] = [];
 
@@ -427,6 +434,11 @@ export class FlyEmulator extends Emulator {
         this.setState(rec, exitCode === 0 ? "stopped" : "failed", "flyd", false);
     }
 
+    /** Test control (holdPulls): every held first pull finishes now, and later ones do not wait. */
+    releasePulls(): void {
+        this.releaseHeldPulls?.();
+    }
+
     /** Test control: the machine's process exits with `exitCode` now (a crash after start). */
     exitProcess(app: string, id: string, exitCode = 1): void {
         const rec = this.machines_.get(id);
@@ -442,6 +454,7 @@ export class FlyEmulator extends Emulator {
             pull = (async () => {
                 let digest: string | undefined;
                 if (this.dockerHost) digest = (await this.dockerHost.pull(image)).digest;
+                else if (this.opts.holdPulls) await Promise.race([this.heldPulls, this.delay(2 ** 31 - 1)]);
                 else await this.delay(this.opts.firstPullDelayMs ?? 0);
                 digest ??= `sha256:${createHash("sha256").update(image).digest("hex")}`;
                 this.digests.set(image, digest);
@@ -558,25 +571,32 @@ export class FlyEmulator extends Emulator {
         if (!force && RUNNING.has(rec.machine.state)) {
             return err(this.opts.refuseDeleteStatus ?? 412, "failed_precondition: unable to destroy machine, not currently stopped or suspended");
         }
-        if (rec.machine.state !== "destroying") {
-            const generation = this.command(rec);
-            this.setState(rec, "destroying", "user");
-            rec.stopWatching?.();
-            void (async () => {
-                if (this.dockerHost) await this.dockerHost.remove(rec.machine.id);
-                else await this.delay(this.opts.destroyDelayMs ?? 20);
-                if (!this.closed && rec.generation === generation) this.setState(rec, "destroyed", "user");
-            })();
-        }
+        if (rec.machine.state !== "destroying" || rec.removing === false) this.destroyNow(rec, "user", this.opts.destroyDelayMs ?? 20);
         const mode = this.opts.deleteMode ?? "200";
         return mode === "204" ? { status: 204 } : { status: Number(mode), body: { ok: true } };
     }
 
-    private destroyNow(rec: MachineRecord, source = "user"): void {
-        this.command(rec);
+    /**
+     * `destroying`, then `destroyed` once the machine is really gone: in docker mode only after its container
+     * is removed (a client that saw `destroyed` may remove the image next). A container that would not go
+     * leaves the machine `destroying`; the next DELETE tries again.
+     */
+    private destroyNow(rec: MachineRecord, source = "user", emulatedDelayMs = 0): void {
+        const generation = this.command(rec);
         rec.stopWatching?.();
-        if (this.dockerHost) void this.dockerHost.remove(rec.machine.id);
-        this.setState(rec, "destroyed", source);
+        if (!this.dockerHost && emulatedDelayMs === 0) {
+            this.setState(rec, "destroyed", source);
+            return;
+        }
+        this.setState(rec, "destroying", source);
+        rec.removing = true;
+        void (async () => {
+            let gone = true;
+            if (this.dockerHost) gone = await this.dockerHost.remove(rec.machine.id);
+            else await this.delay(emulatedDelayMs);
+            rec.removing = false;
+            if (gone && !this.closed && rec.generation === generation) this.setState(rec, "destroyed", source);
+        })();
     }
 
     // ---- volumes ----

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { EngineEvent, OpType, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { RESOURCE_TYPES } from "../../lib/contract";
-import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import { startE2eWorld } from "./world";
@@ -176,7 +176,7 @@ describe("build mode under the engine", function () {
         );
         let left: string[] = ["?"];
         for (let i = 0; i < 100 && left.length; i++) {
-            left = await containersWithLabel(`${EMULATOR_LABEL}=1`);
+            left = await containersWithLabel(`${INSTANCE_LABEL}=${services.instance}`); // this run's only
             if (left.length) await new Promise((r) => setTimeout(r, 100));
         }
         assert.deepEqual(left, []);

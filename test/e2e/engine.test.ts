@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { CommandError, ConfigMap, EngineEvent, OpType, Stack } from "@pulumi/pulumi/automation";
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
-import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import {
     assertDockerRunning,
     containersWithLabel,
@@ -234,7 +234,7 @@ describe("the Pulumi engine against the sandbox", function () {
         assert.ok(services.worker.requests.some((r) => r.path === "/api/platform/destroy" && r.status === 200));
         let left: string[] = ["?"];
         for (let i = 0; i < 100 && left.length; i++) {
-            left = await containersWithLabel(`${EMULATOR_LABEL}=1`);
+            left = await containersWithLabel(`${INSTANCE_LABEL}=${services.instance}`); // this run's only
             if (left.length) await new Promise((r) => setTimeout(r, 100));
         }
         assert.deepEqual(left, []);

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { assertDockerRunning, docker, EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { assertDockerRunning, docker, DockerMachines, EMULATOR_LABEL, INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
 import { freePort } from "../../sandbox/docker";
@@ -151,8 +151,7 @@ describe("FlyEmulator in docker mode", function () {
         const config = { image: EXITS_IMAGE, env: ENV, services: SERVICES, auto_destroy: true, restart: { policy: "no" } };
         const id = (await call("POST", "/apps/warm/machines", { config })).body.id as string;
         assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
-        // The container is removed in the background of the destroy.
-        for (let i = 0; i < 300 && (await containersFor(id)).length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+        // `destroyed` only once the container is gone: a client may remove the image the moment it reads it.
         assert.deepEqual(await containersFor(id), []);
         assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
         const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=60`);
@@ -166,6 +165,20 @@ describe("FlyEmulator in docker mode", function () {
         assert.ok(await until(() => fly.machine("warm", id)?.state === "failed", 120_000, 100));
         assert.ok(fly.machine("warm", id)!.events.some((e) => JSON.stringify(e.request ?? "").includes("docker pull")));
         assert.deepEqual(fly.pulledImages, []);
+    });
+
+    it("labels its containers with its instance; a sweep for that instance removes them, another instance's sweep does not", async () => {
+        const instance = `t${randomBytes(5).toString("hex")}`;
+        fly = await FlyEmulator.start({ docker: { pull: "missing", instance } });
+        const id = (await call("POST", "/apps/warm/machines", { config: { image: GOOD_IMAGE, env: ENV } })).body.id as string;
+        await waitFor("warm", id, "started");
+        const label = await docker(["inspect", "--format", `{{index .Config.Labels "${INSTANCE_LABEL}"}}`, `fly-emu-${id}`]);
+        assert.equal(label.stdout.trim(), instance);
+        // As after a crash of the emulator: a sweep of another instance touches nothing, its own removes its containers.
+        assert.equal(await DockerMachines.removeStrayContainers(`other${instance}`), 0);
+        assert.equal((await containersFor(id)).length, 1);
+        assert.equal(await DockerMachines.removeStrayContainers(instance), 1);
+        assert.deepEqual(await containersFor(id), []);
     });
 
     it("removes every container it created on close", async () => {
@@ -228,6 +241,9 @@ describe("FlyEmulator in docker mode", function () {
             assert.equal(m.image_ref.registry, server);
             assert.deepEqual(fly.pulledImages, [image]);
             assert.deepEqual(leftoverLogins(server, scratchDir), []);
+            // What this "host" pulled is its own: gone with it.
+            await fly.close();
+            assert.notEqual((await docker(["image", "inspect", image])).code, 0, `${image} is still in the engine`);
         });
 
         it("fails the machine when the registry refuses the credentials", async () => {

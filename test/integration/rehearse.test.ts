@@ -2,10 +2,12 @@
 // one to tear it all down, leaving the tree, the containers and the images as they were.
 // Real Docker, the real registry and the built Pulumi CLI; its own sandbox dir and free ports.
 import * as assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { assertDockerRunning, freePort, REPO_ROOT, run, RunResult } from "../../sandbox/docker";
+import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { STACK, USER_ID } from "../../sandbox/rehearse";
 import { existingRehearsalStack, findPulumi } from "../../sandbox/workspace";
 
@@ -15,13 +17,20 @@ async function lines(command: string, args: string[]): Promise<string[]> {
     return r.stdout.split("\n").filter(Boolean).sort();
 }
 
-// Other suites may run beside this one on a developer's machine (their own registries, fixtures and emulator
-// machines): compare everything a rehearsal can make — the images it builds (kiloclaw:dev-*), pushes and pulls
-// (its registry's refs), the fixture base image, and the containers of any of these.
+// Other suites and other clones' rehearsals may run beside this one on the same engine: compare only what carries
+// this rehearsal's identity — its sandbox's instance id (written before it starts) names the images it builds,
+// its registry's host:port the images it pushes and pulls, and the instance label marks its machine containers.
+// The shared fixture base image is nobody's: it must still be there if it was.
+const INSTANCE = `t${randomBytes(5).toString("hex")}`;
+const BASE_IMAGE = "kiloclaw-fixture-base:2";
 let registryServer = "";
-const ours = (line: string) => line.startsWith("kiloclaw:dev-") || line.startsWith("kiloclaw-fixture-base:") || line.includes(`${registryServer}/`);
+const ours = (line: string) => line.startsWith(`kiloclaw-kiloclaw-rollout-sandbox-${INSTANCE}:`) || line.includes(`${registryServer}/`);
 const rehearsalImages = async () => (await lines("docker", ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])).filter(ours);
-const rehearsalContainers = async () => (await lines("docker", ["ps", "-a", "--format", "{{.Image}} {{.Names}} {{.Status}}"])).filter(ours);
+const rehearsalContainers = async () =>
+    (await lines("docker", ["ps", "-a", "--format", `{{.Image}} {{.Names}} {{.Status}} {{.Label "${INSTANCE_LABEL}"}}`])).filter(
+        (line) => ours(line) || line.endsWith(` ${INSTANCE}`),
+    );
+const baseImagePresent = async () => (await run("docker", ["image", "inspect", BASE_IMAGE])).code === 0;
 const gitStatus = () => lines("git", ["-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=all"]);
 
 describe("npm run rehearse, end to end", function () {
@@ -46,6 +55,9 @@ describe("npm run rehearse, end to end", function () {
             PULUMI_HOME: path.join(work, "pulumi-home"),
         };
         registryServer = `127.0.0.1:${env.SANDBOX_REGISTRY_PORT}`;
+        fs.mkdirSync(env.SANDBOX_DIR, { recursive: true });
+        fs.writeFileSync(path.join(env.SANDBOX_DIR, "instance-id"), `${INSTANCE}\n`);
+        initial.base = (await baseImagePresent()) ? [BASE_IMAGE] : [];
         initial.git = await gitStatus();
         initial.images = await rehearsalImages();
         initial.containers = await rehearsalContainers();
@@ -97,6 +109,7 @@ describe("npm run rehearse, end to end", function () {
         assert.deepEqual(await gitStatus(), initial.git);
         assert.deepEqual(await rehearsalContainers(), initial.containers);
         assert.deepEqual(await rehearsalImages(), initial.images);
+        if (initial.base.length) assert.ok(await baseImagePresent(), `--destroy removed the shared ${BASE_IMAGE}`);
         assert.ok(!fs.existsSync(path.join(env.SANDBOX_DIR, "state.json")), "the sandbox still runs");
     });
 });

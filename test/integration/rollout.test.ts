@@ -3,6 +3,7 @@
 // Fly emulator (the image is really pulled), provision through the worker
 // emulator, destroy through the worker — and nothing left behind.
 import * as assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { pushedDigest } from "../../components/RegistryPush";
@@ -13,7 +14,7 @@ import { workerInstanceProvider } from "../../dynamic-providers/workerInstancePr
 import { imageTagForContext } from "../../lib/contextHash";
 import { devFlyAppName } from "../../lib/identity";
 import { parseOpenclawPin } from "../../lib/openclawPin";
-import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
+import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import {
@@ -32,6 +33,8 @@ import { materializeCheckout } from "../../sandbox/fixtures/checkout";
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c04";
 const INTERNAL_KEY = "rollout-internal-key";
 const REGISTRY_APP = "kiloclaw-rehearsal";
+/** This run's id: on its image's name and its machine containers, so it counts only its own beside other runs. */
+const RUN_ID = randomBytes(5).toString("hex");
 
 describe("a rollout on real Docker", function () {
     this.timeout(600_000);
@@ -62,7 +65,7 @@ describe("a rollout on real Docker", function () {
         );
         fly = await FlyEmulator.start({
             token: registry.token,
-            docker: { registryAuth: { server: registry.server, username: "x", password: registry.token } },
+            docker: { registryAuth: { server: registry.server, username: "x", password: registry.token }, instance: RUN_ID },
         });
         worker = await WorkerEmulator.start({ devVarsPath: path.join(checkout, ".dev.vars"), flyApiUrl: fly.url, registryServer: registry.server });
         tag = imageTagForContext(checkout);
@@ -77,7 +80,7 @@ describe("a rollout on real Docker", function () {
     });
 
     it("builds, smoke-tests, pushes, warms, re-provisions and destroys", async () => {
-        const local = `kiloclaw:${tag}`;
+        const local = `kiloclaw-rollout-test-${RUN_ID}:${tag}`;
         const target = `${registry.server}/${REGISTRY_APP}:${tag}`;
         images.push(local, target);
         await dockerBuild(checkout, local);
@@ -130,7 +133,7 @@ describe("a rollout on real Docker", function () {
         });
         assert.ok(fly.pulledImages.includes(target), `pulled: ${fly.pulledImages.join(", ")}`);
         assert.equal(fly.machine(REGISTRY_APP, warm.id)?.state, "destroyed");
-        assert.deepEqual(await containersWithLabel(`${EMULATOR_LABEL}=1`), []);
+        assert.deepEqual(await containersWithLabel(`${INSTANCE_LABEL}=${RUN_ID}`), []);
 
         await workerImageVersionProvider.create!({
             imageTag: tag,
@@ -156,7 +159,7 @@ describe("a rollout on real Docker", function () {
         const outs = created.outs!;
         assert.equal(outs.status, "running");
         assert.equal(outs.runningImage, target);
-        const running = await containersWithLabel(`${EMULATOR_LABEL}=1`);
+        const running = await containersWithLabel(`${INSTANCE_LABEL}=${RUN_ID}`);
         assert.equal(running.length, 1, `machine containers: ${running.join(", ")}`);
         const port = fly.hostPort(devFlyAppName(USER), outs.flyMachineId!);
         const page = await fetch(`http://127.0.0.1:${port}/`);
@@ -166,7 +169,7 @@ describe("a rollout on real Docker", function () {
         assert.equal(worker.instance(USER), undefined);
         let left: string[] = ["?"];
         for (let i = 0; i < 100 && left.length; i++) {
-            left = await containersWithLabel(`${EMULATOR_LABEL}=1`);
+            left = await containersWithLabel(`${INSTANCE_LABEL}=${RUN_ID}`);
             if (left.length) await new Promise((r) => setTimeout(r, 100));
         }
         assert.deepEqual(left, [], "a machine container outlived the destroy");

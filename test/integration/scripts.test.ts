@@ -141,8 +141,11 @@ describe("docker scripts against a real engine", function () {
 
         it("pushes with the right token and prints the digest the registry serves", async function () {
             const tag = `dev-${runId}`;
-            const r = await push(registry.server, `${registry.server}/kiloclaw-machines:${tag}`, registry.token);
+            const target = `${registry.server}/kiloclaw-machines:${tag}`;
+            const r = await push(registry.server, target, registry.token);
             assert.equal(r.code, 0, r.stdout + r.stderr);
+            // The pushed name is not one stack's alone: the engine keeps only the source's name.
+            assert.notEqual((await run("docker", ["image", "inspect", target])).code, 0, `${target} was left in the engine`);
             const digest = lastLine(r.stdout);
             assert.match(digest, DIGEST_LINE);
             assert.match(

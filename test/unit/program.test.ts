@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import * as path from "node:path";
 import { devFlyAppName } from "../../lib/identity";
 import {
     fakeCheckout,
@@ -136,7 +137,13 @@ describe("the program under mocks", function () {
         assert.equal(image.inputs.skipPush, true);
         const tag = run.outputs.tag.value as string;
         assert.match(tag, /^dev-[0-9a-f]{12}$/);
-        assert.equal(image.inputs.imageName, `kiloclaw:${tag}`);
+        // Named by the stack's identity (project kiloclaw-rollout, stack alice): another stack never shares the name.
+        assert.equal(image.inputs.imageName, `kiloclaw-kiloclaw-rollout-alice:${tag}`);
+        // Its staged context lives under the stack's own directory, and goes with the image (LocalImages).
+        assert.equal(path.basename(path.dirname(image.inputs.build.context)), "kiloclaw-rollout-alice");
+        const local = find(run, "pulumi-nodejs:dynamic/kiloclaw:LocalImages");
+        assert.deepEqual(local.inputs.images, [image.inputs.imageName]);
+        assert.deepEqual(local.inputs.contexts, [image.inputs.build.context]);
         // The ref carries the digest the push printed (mock-outputs.ts): the warm machine pulls exactly what was pushed.
         const pushed = `registry.fly.io/kiloclaw-dev:${tag}@sha256:${"2".repeat(64)}`;
         assert.equal(run.outputs.imageRef.value, pushed);
@@ -238,6 +245,35 @@ describe("program modes and config errors", function () {
         assert.equal(instance.inputs.userId, USER);
         assert.ok(!JSON.stringify(run.resources.map((r) => unwrapSecrets(r.inputs))).includes("internal-secret-from-dev-vars"));
         assert.ok(!run.resources.some((r) => r.type.endsWith("WarmMachine")), "warm=false still registered a warm machine");
+    });
+
+    it("two stacks, or one stack in two clones' sandboxes, never share a local image name or context directory", async () => {
+        const checkout = fakeCheckout();
+        const base = { "kiloclaw:kiloclawDir": checkout.kiloclawDir, "kiloclaw:userId": USER, ...SECRETS };
+        const image = async (stack: string, over: Record<string, string> = {}) => {
+            const run = await runProgram({ stack, config: { ...base, ...over }, secretKeys: Object.keys(SECRETS) });
+            assert.equal(run.error, undefined, run.error);
+            return find(run, "docker:index/image:Image").inputs as { imageName: string; build: { context: string } };
+        };
+        const [a, b, sandboxA, sandboxB] = [
+            await image("alice"),
+            await image("bob"),
+            await image("sandbox", { "kiloclaw:sandboxInstance": "0a1b2c" }),
+            await image("sandbox", { "kiloclaw:sandboxInstance": "3d4e5f" }),
+        ];
+        // The same checkout gives the same tag; the identity tells the names apart.
+        const tag = a.imageName.split(":")[1];
+        assert.deepEqual(
+            [a, b, sandboxA, sandboxB].map((i) => i.imageName),
+            ["alice", "bob", "sandbox-0a1b2c", "sandbox-3d4e5f"].map((s) => `kiloclaw-kiloclaw-rollout-${s}:${tag}`),
+        );
+        assert.equal(new Set([a, b, sandboxA, sandboxB].map((i) => i.build.context)).size, 4);
+        const bad = await runProgram({
+            stack: "sandbox",
+            config: { ...base, "kiloclaw:sandboxInstance": "Not/Valid" },
+            secretKeys: Object.keys(SECRETS),
+        });
+        assert.match(bad.error ?? "", /kiloclaw:sandboxInstance "Not\/Valid" is not 1-32 lowercase letters and digits/);
     });
 
     it("lists every problem with the command that fixes it", async () => {

@@ -10,6 +10,7 @@ import { workerInstanceProvider, WorkerInstanceInputs } from "../../dynamic-prov
 import { configureFromStack } from "../../dynamic-providers/settings";
 import { devFlyAppName } from "../../lib/identity";
 import { FlyEmulator, FlyEmulatorOptions } from "../../sandbox/emulators/fly";
+import { until } from "../../sandbox/emulators/server";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { WORKER_PROFILES, WorkerProfileName } from "../../sandbox/emulators/worker-profiles";
 import { scratchDir } from "../scratch";
@@ -108,13 +109,18 @@ describe("WarmMachine provider against the Fly emulator", function () {
 
     it("loops on 408 during a first pull: two timeouts, then started", async () => {
         await fly.close();
-        // Each wait is 60 contract seconds = 600 ms, and wait calls start 1 s apart: the pull (2.5 s) outlasts two.
-        await startFly({ firstPullDelayMs: 2500 });
-        const { id, outs } = await warm.create(inputs({ timeoutSeconds: 120 }));
+        // The pull lasts until the test ends it (holdPulls): the first two waits (60 contract seconds each) time out
+        // for certain, and the pull ends when the third wait arrives, which then sees `started` within its 3 s.
+        await startFly({ holdPulls: true, startDelayMs: 0, msPerSecond: 50 });
+        const startedWaits = () => fly.requests.filter((r) => r.path.endsWith("/wait") && r.query.state === "started");
+        const creating = warm.create(inputs({ timeoutSeconds: 120 }));
+        assert.ok(await until(() => startedWaits().length === 3, 60_000), "the third wait never came");
+        fly.releasePulls();
+        const { id, outs } = await creating;
         assert.equal(outs.waitTimeouts, 2);
-        const waits = fly.requests.filter((r) => r.path.endsWith(`/${id}/wait`) && r.query.state === "started");
+        assert.ok(startedWaits().every((r) => r.path.endsWith(`/${id}/wait`)));
         assert.deepEqual(
-            waits.map((r) => r.status),
+            startedWaits().map((r) => r.status),
             [408, 408, 200],
         );
         assert.equal(fly.machine("kiloclaw-dev", id)?.state, "destroyed");
