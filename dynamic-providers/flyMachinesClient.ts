@@ -191,8 +191,8 @@ function autoDestroyedError(app: string, id: string, image: string, exitCode?: n
     return new Error(
         `The warm machine ${id} in ${app} was destroyed while waiting for "started": the image's process exited${code}, and Fly destroys a ` +
             `machine with auto_destroy (restart "no") when it does. See why: \`fly logs --app ${app} --no-tail\`; reproduce locally with ` +
-            `the runbook's \`docker run --rm -e KILOCODE_API_KEY=test-key -e OPENCLAW_GATEWAY_TOKEN=test-token ${image} ` +
-            `bash -c 'bash -x /usr/local/bin/start-openclaw.sh 2>&1 | head -50'\`. Fix the image, then run \`pulumi up\` again.`,
+            `\`docker run --rm -e KILOCODE_API_KEY=test-key -e OPENCLAW_GATEWAY_TOKEN=test-token ${image}\`, which runs the image's own ` +
+            `command (\`docker image inspect -f '{{.Config.Entrypoint}} {{.Config.Cmd}}' ${image}\` shows it). Fix the image, then run \`pulumi up\` again.`,
     );
 }
 

@@ -85,7 +85,7 @@ async function destroyAndWait(props: WorkerInstanceInputs, clock = clockFor(prop
 function machineFailedError(inputs: WorkerInstanceInputs, app: string, why: string): Error {
     return new Error(
         `The machine of ${inputs.userId} failed to start (${why}). \`fly logs --app ${app} --no-tail\` ` +
-            "shows why (the runbook's \"Machine won't start\": missing KILOCODE_API_KEY, an image tag mismatch, an old start-openclaw.sh); " +
+            "shows why (the runbook's \"Machine won't start\": missing KILOCODE_API_KEY, an image tag mismatch, an image whose own command fails); " +
             "fix it, then run `pulumi up` again.",
     );
 }
