@@ -22,7 +22,7 @@ export interface KiloclawImageArgs {
 export class KiloclawImage extends pulumi.ComponentResource {
     /** `dev-` + 12 hex of the build-input hash: the worker's own files beside the Dockerfile never change it. */
     public readonly imageTag: string;
-    /** The staged build context (content-addressed by the tag, under the stack's own directory); docker gets it relative to the project directory. */
+    /** The staged build context, relative to the project directory (as docker and LocalImages get it: no machine path in the state). */
     public readonly contextDir: string;
     /** The local image name, `kiloclaw-<project>-<stack>[-<sandbox>]:<tag>`: no other stack shares it. */
     public readonly imageName: pulumi.Output<string>;
@@ -42,8 +42,8 @@ export class KiloclawImage extends pulumi.ComponentResource {
             stackContextsRoot(localScopeSlug(args.scope), stagedContextsRoot(projectDir)),
         );
         this.imageTag = staged.tag;
-        this.contextDir = staged.dir;
         const context = path.relative(projectDir, staged.dir).split(path.sep).join("/");
+        this.contextDir = context;
 
         const image = new docker.Image(
             `${name}-build`,

@@ -91,7 +91,8 @@ describe("prebuilt image check (real Docker and registry)", function () {
         const wrong = `wrong-${randomBytes(8).toString("hex")}`;
         const configsBefore = dockerConfigs();
         await assert.rejects((await provider(wrong)).create(inputs), (err: Error) => {
-            assert.match(err.message, /failed for pulling the prebuilt image.*fly tokens deploy/s);
+            assert.match(err.message, /refused the Fly token \(user x\) for pulling the prebuilt image.*fly tokens deploy --app kiloclaw-prebuilt/s);
+            assert.match(err.message, /Nothing was changed/);
             assert.ok(!err.message.includes(wrong), "the token is in the error");
             return true;
         });

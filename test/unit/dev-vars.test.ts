@@ -5,6 +5,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { configureFromStack } from "../../dynamic-providers/settings";
 import { workerImageVersionProvider } from "../../dynamic-providers/workerImageVersionProvider";
 import { parseDevVars, updateDevVars } from "../../lib/devVars";
 import { scratchDir } from "../scratch";
@@ -146,7 +147,13 @@ describe(".dev.vars edits (property: a rollout changes nothing but the two value
 
 describe(".dev.vars written by the rollout (the provider's write)", () => {
     const provider = workerImageVersionProvider as Required<pulumi.dynamic.ResourceProvider>;
-    const inputs = (devVarsPath: string) => ({ devVarsPath, imageTag: NEW.FLY_IMAGE_TAG, openclawVersion: NEW.OPENCLAW_VERSION, publish: false });
+    const inputs = { imageTag: NEW.FLY_IMAGE_TAG, openclawVersion: NEW.OPENCLAW_VERSION, publish: false };
+    /** What the engine does before create: the stack config names the checkout whose .dev.vars is written. */
+    async function createIn(kiloclawDir: string): Promise<void> {
+        const config: Record<string, string> = { "kiloclaw:kiloclawDir": kiloclawDir, "kiloclaw:workerUrl": "http://127.0.0.1:9" };
+        await configureFromStack({ config: { get: (k: string) => config[k], require: (k: string) => config[k] } } as pulumi.dynamic.ConfigureRequest);
+        await provider.create(inputs);
+    }
 
     it("a symlinked .dev.vars stays a link; its target is edited in place with its mode, and no temp file is left", async () => {
         const dir = scratchDir("kiloclaw-devvars-link-");
@@ -159,7 +166,7 @@ describe(".dev.vars written by the rollout (the provider's write)", () => {
         fs.mkdirSync(kiloclaw);
         const link = path.join(kiloclaw, ".dev.vars");
         fs.symlinkSync(path.join("..", "shared", "kiloclaw.dev.vars"), link);
-        await provider.create(inputs(link));
+        await createIn(kiloclaw);
         assert.ok(fs.lstatSync(link).isSymbolicLink(), "the link is still a link");
         assert.equal(fs.readlinkSync(link), path.join("..", "shared", "kiloclaw.dev.vars"));
         assert.equal(
@@ -175,7 +182,7 @@ describe(".dev.vars written by the rollout (the provider's write)", () => {
         const dir = scratchDir("kiloclaw-devvars-file-");
         const file = path.join(dir, ".dev.vars");
         fs.writeFileSync(file, "A=1\nFLY_IMAGE_TAG='dev-1'\r\nOPENCLAW_VERSION=1.2.3 # keep in sync");
-        await provider.create(inputs(file));
+        await createIn(dir);
         assert.equal(fs.readFileSync(file, "utf8"), "A=1\nFLY_IMAGE_TAG='dev-abcdef012345'\r\nOPENCLAW_VERSION=2026.2.22 # keep in sync");
         assert.deepEqual(fs.readdirSync(dir), [".dev.vars"]);
     });
