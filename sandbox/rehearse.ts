@@ -17,7 +17,7 @@ import { parseOpenclawPin } from "../lib/openclawPin";
 import { localImageRepository, LocalScope, localScopeSlug } from "../lib/localScope";
 import { stackContextsRoot, stagedContextsRoot } from "../lib/stagedContext";
 import { runningSandbox, sandboxDir, sandboxInstance, sandboxRegistryServer, sandboxSecrets, SandboxState, startSandbox, stopSandbox } from "./cli";
-import { dockerBuild, runScript, scriptPath } from "./docker";
+import { dockerBuild, run, runScript, scriptPath } from "./docker";
 import {
     engineEnv,
     existingRehearsalStack,
@@ -89,8 +89,15 @@ async function buildAndPushFixture(sandbox: SandboxState): Promise<string> {
     // Named by the stack's identity, as the stack's own build is: --destroy removes it by that name.
     const local = `${localImageRepository(scopeOf(sandbox.instance))}:${tag}`;
     const ref = `${sandbox.registryServer}/${sandbox.registryApp}:${tag}`;
-    say(`building ${local} from ${sandbox.kiloclawDir} (docker build --platform linux/amd64)`);
-    await dockerBuild(sandbox.kiloclawDir, local);
+    // The tag is the hash of what the image consumes, so an image under it is this checkout's build: building again
+    // would not be a no-op on a shared engine (the classic builder takes the newest identical layers, which another
+    // clone's or test's build may have made) and the push would move the registry's tag to another image id.
+    if ((await run("docker", ["image", "inspect", "--format", "{{.Id}}", local])).code === 0) {
+        say(`${local} is already built from these inputs (same content tag): not building it again`);
+    } else {
+        say(`building ${local} from ${sandbox.kiloclawDir} (docker build --platform linux/amd64)`);
+        await dockerBuild(sandbox.kiloclawDir, local);
+    }
     say(`pushing ${ref} (scripts/push-image.sh, token on stdin)`);
     const push = await runScript("push-image.sh", [], {
         env: { SOURCE_IMAGE: local, TARGET_IMAGE: ref, REGISTRY_SERVER: sandbox.registryServer },

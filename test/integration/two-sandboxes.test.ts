@@ -102,7 +102,20 @@ describe("two clones' sandboxes and stacks on one Docker engine", function () {
 
     it("2. one destroys while the other converges again: the destroy removes all of its own and nothing of the other's", async () => {
         const bBefore = await thingsOf(b);
-        const [ra, rb] = await Promise.all([rehearse(a, "--destroy"), rehearse(b)]);
+        // Another build of the same checkout on the engine since b's (as a teammate's or a test's would be): a fresh,
+        // newest chain of identical layers, which the classic builder's cache would hand to a second build of b's.
+        const decoy = `kiloclaw-two-sandboxes-decoy-${b.instance}:latest`;
+        const built = await run("docker", [
+            "build",
+            "--no-cache",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            decoy,
+            path.join(b.env.SANDBOX_DIR, "cloud", "kiloclaw"),
+        ]);
+        assert.equal(built.code, 0, built.stderr);
+        const [ra, rb] = await Promise.all([rehearse(a, "--destroy"), rehearse(b)]).finally(() => run("docker", ["rmi", decoy]));
         must(ra, a, "npm run rehearse -- --destroy");
         up.delete(a);
         must(rb, b, "the second npm run rehearse");
