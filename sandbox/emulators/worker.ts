@@ -12,7 +12,7 @@ import * as crypto from "node:crypto";
 import { touchWranglerState } from "../fixtures/checkout";
 import { readDevVars } from "./dev-vars-file";
 import { Emulator, IncomingJson, JsonReply, sleep } from "./server";
-import { FlyApiError, WorkerFlyClient } from "./worker-fly-client";
+import { FlyApiError, FlyMachine, WorkerFlyClient } from "./worker-fly-client";
 import { NO_SUCH_ROUTE, WorkerProfile, WorkerProfileName, workerProfile } from "./worker-profiles";
 import {
     MachineSize,
@@ -93,6 +93,8 @@ export interface WorkerInstanceRecord {
     /** Newest worker: when a start last tried to recover a missing machine (the 30-minute cooldown counts from here). */
     lastMetadataRecoveryAt: number | null;
     lastLiveCheckAt: number | null;
+    /** Newest worker: when its Durable Object alarm fires next (epoch ms; debug-status only). */
+    alarmScheduledAt: number | null;
     /** A `/start` is running (newest: a second one answers ok at once). */
     starting: boolean;
 }
@@ -138,6 +140,17 @@ const LIVE_CHECK_EVERY_SECONDS = 30;
 const RECONCILE_EVERY_SECONDS = 30;
 const GIVE_UP_STARTING_SECONDS = 300;
 const START_COOLDOWN_SECONDS = 30 * 60;
+/** The newest worker's alarm: this many seconds by status after each scheduling, plus up to 60 s of jitter. */
+const ALARM_SECONDS: Record<InstanceStatus, number> = {
+    running: 5 * 60,
+    starting: 60,
+    restarting: 60,
+    restoring: 60,
+    destroying: 60,
+    provisioned: 30 * 60,
+    stopped: 30 * 60,
+};
+const ALARM_JITTER_SECONDS = 60;
 const VOLUME_SIZE_GB = 10;
 const GATEWAY_PORT = 18789;
 const DEFAULT_GUEST = { cpus: 2, memory_mb: 3072, cpu_kind: "shared" };
@@ -449,6 +462,7 @@ export class WorkerEmulator extends Emulator {
 
         if (this.profile.backgroundStart) {
             rec.status = "starting";
+            this.scheduleAlarm(rec);
             this.later(0, () => this.backgroundStart(rec));
         } else if (this.profile.autoStart) {
             await this.startMachine(rec, false);
@@ -543,6 +557,7 @@ export class WorkerEmulator extends Emulator {
         }
         rec.status = "stopped";
         rec.lastStoppedAt = Date.now();
+        this.scheduleAlarm(rec);
     }
 
     /**
@@ -581,7 +596,7 @@ export class WorkerEmulator extends Emulator {
             }
         } catch (err) {
             rec.lastDestroyError = errorText(err);
-            this.later((60 + Math.random() * 60) * this.msPerSecond, () => this.finishDestroy(rec));
+            this.later(this.scheduleAlarm(rec, ALARM_SECONDS.destroying), () => this.finishDestroy(rec));
             return;
         }
         if (this.isCurrent(rec)) this.instances.delete(rec.userId);
@@ -593,6 +608,7 @@ export class WorkerEmulator extends Emulator {
         try {
             const fly = this.flyClient();
             const existing = rec.flyMachineId ? await fly.getMachine(rec.flyAppName, rec.flyMachineId) : null;
+            if (existing) this.backfillMachineSize(rec, existing);
             if (!existing || existing.state === "destroyed" || existing.state === "destroying") {
                 this.recoverMetadata(rec, skipCooldown);
                 const image = this.imageFor(rec);
@@ -635,6 +651,27 @@ export class WorkerEmulator extends Emulator {
         rec.status = "running";
         rec.lastStartedAt = Date.now();
         rec.lastStartErrorMessage = null;
+        this.scheduleAlarm(rec);
+    }
+
+    /**
+     * The alarm's next time for the instance's status; returns the delay in ms. Only the newest worker
+     * shows it (debug-status); the emulator fires only the destroy retry and the `starting` reconcile.
+     */
+    private scheduleAlarm(rec: WorkerInstanceRecord, seconds = ALARM_SECONDS[rec.status]): number {
+        const delayMs = (seconds + Math.random() * ALARM_JITTER_SECONDS) * this.msPerSecond;
+        if (this.profile.debugStatusRoute) rec.alarmScheduledAt = Date.now() + delayMs;
+        return delayMs;
+    }
+
+    /**
+     * Current and newest (since evan-claw 0e4885f6, with machineSize in status): an instance without a
+     * recorded size takes the guest its Fly machine runs with, on a live check and on a start of that machine.
+     */
+    private backfillMachineSize(rec: WorkerInstanceRecord, machine: FlyMachine): void {
+        const guest = machine.config?.guest as MachineSize | undefined;
+        if (!this.profile.versionInStatus || rec.machineSize !== null || !guest) return;
+        rec.machineSize = { cpus: guest.cpus, memory_mb: guest.memory_mb, cpu_kind: guest.cpu_kind };
     }
 
     private recordStartError(rec: WorkerInstanceRecord, err: unknown): void {
@@ -800,6 +837,7 @@ export class WorkerEmulator extends Emulator {
         rec.lastLiveCheckAt = Date.now();
         this.later(0, async () => {
             const machine = await this.flyClient().getMachine(rec.flyAppName, rec.flyMachineId as string);
+            if (machine && this.isCurrent(rec)) this.backfillMachineSize(rec, machine);
             if (
                 this.isCurrent(rec) &&
                 rec.status === "running" &&
@@ -822,8 +860,7 @@ export class WorkerEmulator extends Emulator {
             lastDestroyErrorMessage: rec?.lastDestroyError ?? null,
             // Which Fly delete failed last: the machine's goes first, so a pending machine means it was that one.
             lastDestroyErrorOp: rec?.lastDestroyError ? (rec.pendingDestroyMachineId ? "machine" : "volume") : null,
-            // The emulator keeps its retry timer outside the record: no alarm time to show.
-            alarmScheduledAt: null,
+            alarmScheduledAt: rec?.alarmScheduledAt ?? null,
             lastStartErrorMessage: rec?.lastStartErrorMessage ?? null,
             lastStartErrorAt: rec?.lastStartErrorAt ?? null,
         };
@@ -900,6 +937,7 @@ function newRecord(
         lastStartErrorAt: null,
         lastMetadataRecoveryAt: null,
         lastLiveCheckAt: null,
+        alarmScheduledAt: null,
         starting: false,
     };
 }

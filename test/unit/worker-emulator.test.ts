@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
-import { flyAppNameFor, sandboxIdFor, WorkerEmulator, WorkerEmulatorOptions } from "../../sandbox/emulators/worker";
+import { flyAppNameFor, sandboxIdFor, WorkerEmulator, WorkerEmulatorOptions, WorkerInstanceRecord } from "../../sandbox/emulators/worker";
 import { flyAuthorization } from "../../sandbox/emulators/worker-fly-client";
 
 const KEY = "internal-test-key";
@@ -507,6 +507,104 @@ describe("WorkerEmulator", function () {
             assert.equal((await call(w, "POST", "provision", { userId: "u" })).status, 201);
         });
     });
+    // Issue 18: points where each generation's source differs, pinned per profile.
+    describe("machineSize from Fly, the newest alarm time, the early restore and live check", () => {
+        /** Provisions (and, on early, starts) and waits for `running` without a status read (so no live check yet). */
+        async function runningWithoutStatusRead(w: WorkerEmulator, userId: string): Promise<WorkerInstanceRecord> {
+            await call(w, "POST", "provision", { userId });
+            if (w.profile.name === "early") await call(w, "POST", "start", { userId });
+            assert.ok(await until(() => w.instance(userId)?.status === "running", 10_000), "never running");
+            return w.instance(userId)!;
+        }
+
+        for (const profile of ["early", "current", "newest"] as const) {
+            it(`${profile}: a status read's live check marks a stopped machine \`stopped\` and ${profile === "early" ? "leaves machineSize unknown" : "fills machineSize from its guest"}`, async () => {
+                const w = await startWorker({ profile });
+                const rec = await runningWithoutStatusRead(w, "u");
+                assert.equal(rec.machineSize, null);
+                fly.setMachineState(rec.flyAppName, rec.flyMachineId!, "stopped");
+                const s = await statusUntil(w, "u", (x) => x.status === "stopped");
+                const guest = fly.machine(rec.flyAppName, rec.flyMachineId!)?.config.guest;
+                if (profile === "early") {
+                    assert.ok(!("machineSize" in s));
+                    assert.equal(w.instance("u")!.machineSize, null);
+                } else {
+                    assert.ok(guest);
+                    assert.deepEqual(s.machineSize, guest);
+                }
+            });
+        }
+
+        it("current: machineSize is null until the first live check of the running instance, then Fly's guest", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            const first = (await status(w, "u")).body;
+            assert.equal(first.status, "running");
+            assert.equal(first.machineSize, null); // the check runs after the answer
+            const s = await statusUntil(w, "u", (x) => x.machineSize !== null);
+            assert.equal(s.status, "running");
+            assert.deepEqual(s.machineSize, fly.machine(s.flyAppName, s.flyMachineId)?.config.guest);
+        });
+
+        it("current: starting an existing machine fills machineSize before the answer", async () => {
+            const w = await startWorker();
+            await call(w, "POST", "provision", { userId: "u" });
+            await call(w, "POST", "stop", { userId: "u" });
+            assert.equal(w.instance("u")!.machineSize, null);
+            await call(w, "POST", "start", { userId: "u" });
+            const s = (await status(w, "u")).body;
+            assert.deepEqual(s.machineSize, fly.machine(s.flyAppName, s.flyMachineId)?.config.guest);
+        });
+
+        it("newest: debug-status alarmScheduledAt is the next alarm (5 min running, 30 min stopped, 1 min destroying, null when gone)", async () => {
+            const w = await startWorker({ profile: "newest" });
+            const debug = async () => (await call(w, "GET", "debug-status?userId=u")).body.alarmScheduledAt;
+            const msPerSecond = 10;
+            /** The alarm lies `seconds` plus up to 60 s of jitter after a moment in [from, to]. */
+            const assertAlarm = (at: unknown, seconds: number, from: number, to: number) => {
+                assert.equal(typeof at, "number", `alarm ${String(at)}`);
+                assert.ok(
+                    (at as number) >= from + seconds * msPerSecond && (at as number) <= to + (seconds + 60) * msPerSecond,
+                    `alarm ${String(at)}`,
+                );
+            };
+            assert.equal(await debug(), null);
+
+            let from = Date.now();
+            await runningWithoutStatusRead(w, "u");
+            assertAlarm(await debug(), 5 * 60, from, Date.now());
+
+            from = Date.now();
+            await call(w, "POST", "stop", { userId: "u" });
+            assertAlarm(await debug(), 30 * 60, from, Date.now());
+
+            fly.inject({ method: "DELETE", path: /\/machines\//, status: 500, body: { error: "boom" }, times: Infinity });
+            from = Date.now();
+            await call(w, "POST", "destroy", { userId: "u" });
+            assertAlarm(await debug(), 60, from, Date.now());
+            fly.clearFaults();
+            await statusUntil(w, "u", (x) => x.status === null);
+            assert.equal(await debug(), null);
+
+            const current = await startWorker({ profile: "current" });
+            await runningWithoutStatusRead(current, "u");
+            assert.equal(current.instance("u")!.alarmScheduledAt, null);
+        });
+
+        it("early: /start without state restores the instance from Postgres; a user with no row is not provisioned", async () => {
+            const w = await startWorker({ profile: "early" });
+            const rec = await runningWithoutStatusRead(w, "u");
+            await call(w, "POST", "destroy", { userId: "u" });
+            assert.equal((await status(w, "u")).body.status, null);
+            assert.equal((await call(w, "POST", "start", { userId: "u" })).status, 500);
+            const s = (await status(w, "u")).body;
+            assert.equal(s.status, "provisioned");
+            assert.equal(s.sandboxId, rec.sandboxId);
+            assert.equal(s.flyMachineId, null);
+            assert.deepEqual(await call(w, "POST", "start", { userId: "never" }), { status: 500, body: { error: "Instance not provisioned" } });
+        });
+    });
+
     describe("generations", () => {
         const NO_ROUTE = { status: 401, body: { error: "Authentication required", hint: "No active session. Please log in." } };
 
