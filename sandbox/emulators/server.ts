@@ -18,6 +18,8 @@ export interface FaultRule {
     drop?: boolean;
     /** Handle the request, then destroy the socket instead of answering (the server acted, the client never hears). */
     dropAfter?: boolean;
+    /** Only requests whose parsed JSON body passes this (e.g. one caller's provision among several). */
+    when?: (body: unknown) => boolean;
     /** How many matching requests the rule applies to (default 1). */
     times?: number;
     /** Hold the request until the test releases it (then handle it as the rule says). */
@@ -121,12 +123,13 @@ export class EmulatorServer {
         await new Promise<void>((resolve) => this.server.close(() => resolve()));
     }
 
-    private takeFault(method: string, path: string): FaultRule | undefined {
+    private takeFault(method: string, path: string, body: unknown): FaultRule | undefined {
         const rule = this.faults.find(
             (f) =>
                 f.remaining > 0 &&
                 (!f.method || f.method.toUpperCase() === method) &&
-                (!f.path || (typeof f.path === "string" ? path.includes(f.path) : f.path.test(path))),
+                (!f.path || (typeof f.path === "string" ? path.includes(f.path) : f.path.test(path))) &&
+                (!f.when || f.when(body)),
         );
         if (rule) rule.remaining -= 1;
         return rule;
@@ -156,7 +159,7 @@ export class EmulatorServer {
         };
         this.requests.push(entry);
 
-        const fault = this.takeFault(method, url.pathname);
+        const fault = this.takeFault(method, url.pathname, body);
         try {
             await this.answer(req, res, entry, fault, rawBody, body);
         } finally {

@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { ConfigMap, Stack } from "@pulumi/pulumi/automation";
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
+import { localImageRepository } from "../../lib/localScope";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FaultRule, Hold } from "../../sandbox/emulators/server";
 import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
@@ -62,7 +63,8 @@ const STEPS: Step[] = [
     {
         name: "the instance's create (provision)",
         emulator: "worker",
-        rule: { method: "POST", path: "/api/platform/provision" },
+        // The instance's own provision names a region; the worker-tag check's config-only re-provision does not.
+        rule: { method: "POST", path: "/api/platform/provision", when: (body) => typeof body === "object" && body !== null && "region" in body },
         pendingCreate: RESOURCE_TYPES.workerInstance,
     },
 ];
@@ -271,10 +273,12 @@ for (const mode of ["prebuilt", "build"] as const) {
                 `containers of this test's machines: ${containers.join(", ")} (live machines: ${[...byId].join(", ")})`,
             );
             if (mode === "build") {
-                // LocalImages keeps only the running tag's local images of this test's registry (the only ones it pushes).
+                // LocalImages keeps only the running tag's image of this stack (named by its identity); registry-named
+                // images on the engine are the Fly emulator's pulls, not the stack's (push-image.sh removes its tag).
+                const repository = localImageRepository({ project: "kiloclaw-rollout", stack: STACK });
                 const images = await run("docker", ["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-                const ours = images.stdout.split("\n").filter((ref) => ref.startsWith(`${registry.server}/`));
-                assert.deepEqual(ours, [`${registry.server}/${APP}:${tag}`]);
+                const ours = images.stdout.split("\n").filter((ref) => ref.startsWith(`${repository}:`));
+                assert.deepEqual(ours, [`${repository}:${tag}`]);
             }
             return recovered;
         }
