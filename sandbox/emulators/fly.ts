@@ -143,6 +143,8 @@ export class FlyEmulator extends Emulator {
     private readonly pulled = new Set<string>();
     private readonly pulls = new Map<string, Promise<string | undefined>>();
     private readonly digests = new Map<string, string>();
+    /** Destroys still removing their machine (its container, in docker mode). */
+    private readonly removals = new Set<Promise<void>>();
     private readonly waiters = new Set<() => void>();
     /** Timers of pending waits and delays (they resolve early on close, unlike the base class's `later`). */
     private readonly waitTimers = new Set<NodeJS.Timeout>();
@@ -590,13 +592,20 @@ export class FlyEmulator extends Emulator {
         }
         this.setState(rec, "destroying", source);
         rec.removing = true;
-        void (async () => {
+        const removal = (async () => {
             let gone = true;
             if (this.dockerHost) gone = await this.dockerHost.remove(rec.machine.id);
             else await this.delay(emulatedDelayMs);
             rec.removing = false;
             if (gone && !this.closed && rec.generation === generation) this.setState(rec, "destroyed", source);
         })();
+        this.removals.add(removal);
+        void removal.finally(() => this.removals.delete(removal));
+    }
+
+    /** Resolves once every destroy begun so far has removed its machine (a test counts containers after this). */
+    async settled(): Promise<void> {
+        while (this.removals.size > 0) await Promise.allSettled([...this.removals]);
     }
 
     // ---- volumes ----

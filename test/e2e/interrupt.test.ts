@@ -266,6 +266,8 @@ for (const mode of ["prebuilt", "build"] as const) {
                 [],
             );
             const byId = new Set(live(devFlyAppName(USER)).map((m) => m.id));
+            // The worker does not wait for Fly to remove a destroyed machine; Fly (the emulator) finishes it on its own.
+            await services.fly.settled();
             const containers = [...(await machineContainers(APP)), ...(await machineContainers(devFlyAppName(USER)))];
             assert.equal(
                 containers.length,

@@ -160,7 +160,7 @@ describe("a failure before the instance step keeps the old instance (engine, eve
                         await stack.setConfig("kiloclaw:registryServer", { value: dead });
                         await setImage(`${dead}/${APP}:${tags.next}`);
                     },
-                    /docker login 127\.0\.0\.1:\d+ .*failed.*registry is down or unreachable/s,
+                    /Cannot reach the registry 127\.0\.0\.1:\d+ .*Check kiloclaw:registryServer.*Nothing was changed/s,
                     async () => {
                         await stack.setConfig("kiloclaw:registryServer", { value: registry.server });
                         await setImage(refs.old);
