@@ -7,23 +7,13 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { CommandError, ConfigMap, EngineEvent, OpType, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, EngineEvent, OpType, Stack } from "@pulumi/pulumi/automation";
 import { RESOURCE_TYPES } from "../../lib/contract";
 import { devFlyAppName } from "../../lib/identity";
 import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
-import {
-    assertDockerRunning,
-    containersWithLabel,
-    dockerBuild,
-    FIXTURES_DIR,
-    freePort,
-    LocalRegistry,
-    removeImages,
-    runScript,
-    startRegistry,
-} from "../../sandbox/docker";
+import { assertDockerRunning, containersWithLabel, freePort, LocalRegistry, removeImages, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
-import { startE2eWorld } from "./world";
+import { failure, pushFixtureTags, startE2eWorld } from "./world";
 import { findPulumi, openRehearsalStack, stackUnfinishedOperations } from "../../sandbox/workspace";
 
 const REPO = path.join(__dirname, "..", "..");
@@ -40,17 +30,6 @@ function collectOps(into: Map<string, Set<OpType>>): (event: EngineEvent) => voi
         const meta = event.resourcePreEvent?.metadata;
         if (meta) into.set(meta.type, new Set([...(into.get(meta.type) ?? []), meta.op]));
     };
-}
-
-/** The error a failed pulumi command threw, with the CLI's output in its message. */
-async function failure(p: Promise<unknown>): Promise<CommandError> {
-    try {
-        await p;
-    } catch (err) {
-        assert.ok(err instanceof CommandError, String(err));
-        return err;
-    }
-    assert.fail("the command succeeded");
 }
 
 describe("the Pulumi engine against the sandbox", function () {
@@ -78,18 +57,7 @@ describe("the Pulumi engine against the sandbox", function () {
         assertDockerRunning();
         registry = await startRegistry();
         // Two tags of the fixture image in the registry: a rollout, then an image change.
-        const local = "kiloclaw-e2e:build";
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), local);
-        for (const tag of tags) {
-            const ref = `${registry.server}/${APP}:${tag}`;
-            refs.push(ref);
-            const push = await runScript("push-image.sh", [], {
-                env: { SOURCE_IMAGE: local, TARGET_IMAGE: ref, REGISTRY_SERVER: registry.server },
-                input: registry.token,
-            });
-            assert.equal(push.code, 0, push.stderr);
-        }
-        await removeImages([local, ...refs]);
+        refs.push(...(await pushFixtureTags(registry, APP, "kiloclaw-e2e:build", tags)));
 
         work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-"));
         ({ checkout, services } = await startE2eWorld({

@@ -17,7 +17,7 @@ import { devFlyAppName } from "../../lib/identity";
 import { localImageRepository } from "../../lib/localScope";
 import { EMULATOR_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FaultRule, Hold } from "../../sandbox/emulators/server";
-import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, run, runScript, startRegistry } from "../../sandbox/docker";
+import { assertDockerRunning, LocalRegistry, removeImages, run, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import {
     findPulumi,
@@ -28,7 +28,7 @@ import {
     spawnPulumi,
     stackUnfinishedOperations,
 } from "../../sandbox/workspace";
-import { startE2eWorld } from "./world";
+import { pushFixtureTags, startE2eWorld } from "./world";
 
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c11";
 const APP = "kiloclaw-e2e-interrupt";
@@ -139,18 +139,7 @@ for (const mode of ["prebuilt", "build"] as const) {
             assertDockerRunning();
             registry = await startRegistry();
             if (mode === "prebuilt") {
-                const local = "kiloclaw-e2e-interrupt:build";
-                await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), local);
-                for (const tag of tags) {
-                    const ref = `${registry.server}/${APP}:${tag}`;
-                    refs.push(ref);
-                    const push = await runScript("push-image.sh", [], {
-                        env: { SOURCE_IMAGE: local, TARGET_IMAGE: ref, REGISTRY_SERVER: registry.server },
-                        input: registry.token,
-                    });
-                    assert.equal(push.code, 0, push.stderr);
-                }
-                await removeImages([local, ...refs]);
+                refs.push(...(await pushFixtureTags(registry, APP, "kiloclaw-e2e-interrupt:build", tags)));
             }
 
             ({ checkout, services } = await startE2eWorld({

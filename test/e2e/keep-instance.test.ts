@@ -10,26 +10,15 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { CommandError, ConfigMap, Stack } from "@pulumi/pulumi/automation";
+import { ConfigMap, Stack } from "@pulumi/pulumi/automation";
 import { WORKER_PROFILES, WorkerProfileName } from "../../sandbox/emulators/worker-profiles";
-import { assertDockerRunning, buildFixture, freePort, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
+import { assertDockerRunning, buildFixture, freePort, LocalRegistry, removeImages, startRegistry } from "../../sandbox/docker";
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
-import { E2eWorld, startE2eWorld } from "./world";
+import { E2eWorld, failure, pushTags, startE2eWorld } from "./world";
 
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c12";
 const APP = "kiloclaw-keep";
 const INTERNAL_KEY = "keep-internal-key-5e21a9";
-
-/** The error a failed pulumi command threw, with the CLI's output in its message. */
-async function failure(p: Promise<unknown>): Promise<CommandError> {
-    try {
-        await p;
-    } catch (err) {
-        assert.ok(err instanceof CommandError, String(err));
-        return err;
-    }
-    assert.fail("the command succeeded");
-}
 
 describe("a failure before the instance step keeps the old instance (engine, every worker generation)", function () {
     this.timeout(1_800_000);
@@ -47,12 +36,7 @@ describe("a failure before the instance step keeps the old instance (engine, eve
         await buildFixture(built.good);
         await buildFixture(built.wrong, "wrong-version");
         for (const [key, tag] of Object.entries(tags) as Array<[keyof typeof tags, string]>) {
-            refs[key] = `${registry.server}/${APP}:${tag}`;
-            const push = await runScript("push-image.sh", [], {
-                env: { SOURCE_IMAGE: key === "wrongVersion" ? built.wrong : built.good, TARGET_IMAGE: refs[key], REGISTRY_SERVER: registry.server },
-                input: registry.token,
-            });
-            assert.equal(push.code, 0, push.stderr);
+            [refs[key]] = await pushTags(registry, APP, key === "wrongVersion" ? built.wrong : built.good, [tag]);
         }
         await removeImages([built.good, built.wrong, ...Object.values(refs)]);
     });

@@ -11,12 +11,12 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { CommandError, ConfigMap, LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
-import { assertDockerRunning, dockerBuild, FIXTURES_DIR, LocalRegistry, removeImages, runScript, startRegistry } from "../../sandbox/docker";
+import { assertDockerRunning, LocalRegistry, removeImages, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import { findPulumi, openRehearsalStack } from "../../sandbox/workspace";
 import { copyProject } from "../project-copy";
 import { findMinio, MinioServer, startMinio } from "./minio";
-import { startE2eWorld } from "./world";
+import { pushFixtureTags, startE2eWorld } from "./world";
 
 const REPO = path.join(__dirname, "..", "..");
 const PROJECT = "kiloclaw-rollout";
@@ -111,18 +111,7 @@ describe("a team's stack on an S3-compatible backend (MinIO)", function () {
         await minio.makeBucket(BUCKET);
         assertDockerRunning();
         registry = await startRegistry();
-        const local = "kiloclaw-e2e-s3:build";
-        await dockerBuild(path.join(FIXTURES_DIR, "kiloclaw"), local);
-        for (const tag of tags) {
-            const ref = `${registry.server}/${APP}:${tag}`;
-            refs.push(ref);
-            const push = await runScript("push-image.sh", [], {
-                env: { SOURCE_IMAGE: local, TARGET_IMAGE: ref, REGISTRY_SERVER: registry.server },
-                input: registry.token,
-            });
-            assert.equal(push.code, 0, push.stderr);
-        }
-        await removeImages([local, ...refs]);
+        refs.push(...(await pushFixtureTags(registry, APP, "kiloclaw-e2e-s3:build", tags)));
 
         work = fs.mkdtempSync(path.join(os.tmpdir(), "kiloclaw-e2e-s3-"));
         ({ checkout, services } = await startE2eWorld({
