@@ -1,6 +1,7 @@
 // The Fly emulator in docker mode: machines are real containers of the offline
-// fixture image. Needs a running engine (bootstrap/start-docker.sh) and the base
-// image kiloclaw-fixture-base:2; fails with a clear message otherwise.
+// fixture image, in each of the real image's shapes (the Feb-26 start script as CMD, the
+// newest controller as CMD). Needs a running engine (bootstrap/start-docker.sh) and the
+// base image kiloclaw-fixture-base:2; fails with a clear message otherwise.
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -11,22 +12,21 @@ import * as path from "node:path";
 import { assertDockerRunning, docker, DockerMachines, EMULATOR_LABEL, INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { until } from "../../sandbox/emulators/server";
-import { freePort } from "../../sandbox/docker";
+import { buildFixture, FIXTURE_SHAPES, FixtureShape, FixtureVariant, freePort } from "../../sandbox/docker";
 
-const FIXTURES = path.resolve(__dirname, "..", "..", "sandbox", "fixtures");
-const GOOD_IMAGE = "kiloclaw-fly-emu-good:test";
-const EXITS_IMAGE = "kiloclaw-fly-emu-exits:test";
+const SHAPES = Object.keys(FIXTURE_SHAPES) as FixtureShape[];
+const image = (shape: FixtureShape, variant: FixtureVariant) => `kiloclaw-fly-emu-${variant}:${shape}`;
+const GOOD_IMAGE = image("feb26", "good");
 const ENV = { KILOCODE_API_KEY: "warm", OPENCLAW_GATEWAY_TOKEN: "fixture-gateway-token" };
 // A service makes the emulator wait for the port to answer before "started".
 const SERVICES = [{ protocol: "tcp", internal_port: 18789 }];
 
-/** The fixture image, or one of its variants (FIXTURE_FAULT build arg, see sandbox/fixtures/kiloclaw/start-openclaw.sh). */
-async function build(tag: string, fault = ""): Promise<void> {
-    const args = ["build", "-q", "--build-arg", `FIXTURE_FAULT=${fault}`, "-t", tag, path.join(FIXTURES, "kiloclaw")];
-    const r = await docker(args, { timeoutMs: 300_000 });
-    if (r.code !== 0) {
-        const hint = "is kiloclaw-fixture-base:2 imported? bootstrap/start-docker.sh";
-        throw new Error(`docker build (${fault || "good"}) failed (${hint}): ${r.stderr.trim()}`);
+/** A fixture shape as one of its variants (FIXTURE_FAULT build arg), with a hint when the base image is missing. */
+async function build(shape: FixtureShape, variant: FixtureVariant): Promise<void> {
+    try {
+        await buildFixture(image(shape, variant), variant, { shape });
+    } catch (err) {
+        throw new Error(`${(err as Error).message} (is kiloclaw-fixture-base:2 imported? bootstrap/start-docker.sh)`);
     }
 }
 
@@ -71,12 +71,11 @@ describe("FlyEmulator in docker mode", function () {
 
     before(async () => {
         await assertDockerRunning();
-        await build(GOOD_IMAGE);
-        await build(EXITS_IMAGE, "exits");
+        for (const shape of SHAPES) for (const variant of ["good", "exits"] as const) await build(shape, variant);
     });
 
     after(async () => {
-        await docker(["rmi", "-f", GOOD_IMAGE, EXITS_IMAGE]);
+        await docker(["rmi", "-f", ...SHAPES.flatMap((shape) => [image(shape, "good"), image(shape, "exits")])]);
     });
 
     afterEach(async () => {
@@ -102,61 +101,63 @@ describe("FlyEmulator in docker mode", function () {
         throw new Error(`machine ${id} never reached ${state}; now ${fly.machine(app, id)?.state}`);
     }
 
-    it("runs a machine as a container: started once HTTP answers, stop, start, force delete", async () => {
-        fly = await FlyEmulator.start({ docker: { pull: "missing" } });
-        const created = await call("POST", "/apps/warm/machines", { config: { image: GOOD_IMAGE, env: ENV, services: SERVICES } });
-        assert.equal(created.status, 200, JSON.stringify(created.body));
-        const id = created.body.id as string;
-        await waitFor("warm", id, "started");
+    for (const shape of SHAPES) {
+        it(`${shape} shape: runs a machine as a container: started once HTTP answers, stop, start, force delete`, async () => {
+            fly = await FlyEmulator.start({ docker: { pull: "missing" } });
+            const created = await call("POST", "/apps/warm/machines", { config: { image: image(shape, "good"), env: ENV, services: SERVICES } });
+            assert.equal(created.status, 200, JSON.stringify(created.body));
+            const id = created.body.id as string;
+            await waitFor("warm", id, "started");
 
-        const port = fly.hostPort("warm", id);
-        assert.ok(port, "a started machine has a host port");
-        const page = await httpGet(port);
-        assert.equal(page.status, 200);
-        assert.match(page.body, /OpenClaw Control/);
-        const [container] = await containersFor(id);
-        assert.equal(container, `fly-emu-${id} running`);
-        const labels = await docker(["inspect", "--format", `{{index .Config.Labels "${EMULATOR_LABEL}"}}`, `fly-emu-${id}`]);
-        assert.equal(labels.stdout.trim(), "1");
+            const port = fly.hostPort("warm", id);
+            assert.ok(port, "a started machine has a host port");
+            const page = await httpGet(port);
+            assert.equal(page.status, 200);
+            assert.match(page.body, /OpenClaw Control/);
+            const [container] = await containersFor(id);
+            assert.equal(container, `fly-emu-${id} running`);
+            const labels = await docker(["inspect", "--format", `{{index .Config.Labels "${EMULATOR_LABEL}"}}`, `fly-emu-${id}`]);
+            assert.equal(labels.stdout.trim(), "1");
 
-        assert.equal((await call("POST", `/apps/warm/machines/${id}/stop`, { timeout: "1s" })).status, 200);
-        await waitFor("warm", id, "stopped");
-        assert.equal((await containersFor(id))[0], `fly-emu-${id} exited`);
+            assert.equal((await call("POST", `/apps/warm/machines/${id}/stop`, { timeout: "1s" })).status, 200);
+            await waitFor("warm", id, "stopped");
+            assert.equal((await containersFor(id))[0], `fly-emu-${id} exited`);
 
-        assert.equal((await call("POST", `/apps/warm/machines/${id}/start`)).status, 200);
-        await waitFor("warm", id, "started");
-        assert.equal((await httpGet(fly.hostPort("warm", id)!)).status, 200);
+            assert.equal((await call("POST", `/apps/warm/machines/${id}/start`)).status, 200);
+            await waitFor("warm", id, "started");
+            assert.equal((await httpGet(fly.hostPort("warm", id)!)).status, 200);
 
-        assert.equal((await call("DELETE", `/apps/warm/machines/${id}`)).status, 412);
-        assert.equal((await call("DELETE", `/apps/warm/machines/${id}?force=true`)).status, 200);
-        assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 60_000, 100));
-        assert.deepEqual(await containersFor(id), []);
-        assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
-    });
+            assert.equal((await call("DELETE", `/apps/warm/machines/${id}`)).status, 412);
+            assert.equal((await call("DELETE", `/apps/warm/machines/${id}?force=true`)).status, 200);
+            assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 60_000, 100));
+            assert.deepEqual(await containersFor(id), []);
+            assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
+        });
 
-    it("marks a machine whose container exits as failed, and a wait for started times out", async () => {
-        fly = await FlyEmulator.start({ docker: { pull: "missing" }, msPerSecond: 100 });
-        const created = await call("POST", "/apps/warm/machines", { config: { image: EXITS_IMAGE, env: ENV, services: SERVICES } });
-        const id = created.body.id as string;
-        assert.ok(await until(() => fly.machine("warm", id)?.state === "failed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
-        const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=1`);
-        assert.equal(w.status, 408);
-        assert.match(w.body.error, /currently failed$/);
-        const exit = fly.machine("warm", id)!.events.find((e) => e.type === "exit");
-        assert.deepEqual(exit?.request, { exit_event: { exit_code: 1 } });
-    });
+        it(`${shape} shape: marks a machine whose container exits as failed, and a wait for started times out`, async () => {
+            fly = await FlyEmulator.start({ docker: { pull: "missing" }, msPerSecond: 100 });
+            const created = await call("POST", "/apps/warm/machines", { config: { image: image(shape, "exits"), env: ENV, services: SERVICES } });
+            const id = created.body.id as string;
+            assert.ok(await until(() => fly.machine("warm", id)?.state === "failed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
+            const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=1`);
+            assert.equal(w.status, 408);
+            assert.match(w.body.error, /currently failed$/);
+            const exit = fly.machine("warm", id)!.events.find((e) => e.type === "exit");
+            assert.deepEqual(exit?.request, { exit_event: { exit_code: 1 } });
+        });
 
-    it("destroys an auto_destroy machine (restart no) whose container exits, removes the container, and answers 404", async () => {
-        fly = await FlyEmulator.start({ docker: { pull: "missing" }, msPerSecond: 100 });
-        const config = { image: EXITS_IMAGE, env: ENV, services: SERVICES, auto_destroy: true, restart: { policy: "no" } };
-        const id = (await call("POST", "/apps/warm/machines", { config })).body.id as string;
-        assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
-        // `destroyed` only once the container is gone: a client may remove the image the moment it reads it.
-        assert.deepEqual(await containersFor(id), []);
-        assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
-        const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=60`);
-        assert.equal(w.status, 408, "a wait for started on a destroyed machine answers at once");
-    });
+        it(`${shape} shape: destroys an auto_destroy machine (restart no) whose container exits, removes the container, and answers 404`, async () => {
+            fly = await FlyEmulator.start({ docker: { pull: "missing" }, msPerSecond: 100 });
+            const config = { image: image(shape, "exits"), env: ENV, services: SERVICES, auto_destroy: true, restart: { policy: "no" } };
+            const id = (await call("POST", "/apps/warm/machines", { config })).body.id as string;
+            assert.ok(await until(() => fly.machine("warm", id)?.state === "destroyed", 120_000, 100), `state ${fly.machine("warm", id)?.state}`);
+            // `destroyed` only once the container is gone: a client may remove the image the moment it reads it.
+            assert.deepEqual(await containersFor(id), []);
+            assert.equal((await call("GET", `/apps/warm/machines/${id}`)).status, 404);
+            const w = await call("GET", `/apps/warm/machines/${id}/wait?state=started&timeout=60`);
+            assert.equal(w.status, 408, "a wait for started on a destroyed machine answers at once");
+        });
+    }
 
     it("marks a machine failed when its image cannot be pulled", async () => {
         fly = await FlyEmulator.start({ docker: {} });
