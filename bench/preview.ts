@@ -37,18 +37,37 @@ function loaders(): Array<{ name: string; runtime: ProjectRuntimeInfo }> {
     return list;
 }
 
+/** GNU time: when present, each node process the CLI starts is timed on its own (the per-process split). */
+const GNU_TIME = "/usr/bin/time";
+
 /**
  * A `pulumi` that runs the real one and appends, after each `preview`, the user and sys CPU seconds of
- * every process it waited for (bash's `times`: the CLI, language host, node, plugins) to `log`.
+ * every process it waited for (bash's `times`: the CLI, language host, node, plugins) to `log`. With GNU
+ * time, the CLI finds a `node` first on its PATH that runs the real one under it and appends
+ * "user sys command line" to `nodeLog` (GNU time ignores the SIGINT the engine stops plugins with).
  */
-function cpuAccountedPulumi(dir: string, real: string, log: string): string {
+function cpuAccountedPulumi(dir: string, real: string, log: string, nodeLog: string): string {
     const bin = path.join(dir, "bin");
+    const nodeBin = path.join(dir, "node-bin");
+    const split = fs.existsSync(GNU_TIME);
     fs.mkdirSync(bin, { recursive: true });
+    if (split) {
+        fs.mkdirSync(nodeBin, { recursive: true });
+        fs.writeFileSync(
+            path.join(nodeBin, "node"),
+            [
+                "#!/usr/bin/env bash",
+                `exec ${GNU_TIME} -a -o ${JSON.stringify(nodeLog)} -f "%U %S %C" ${JSON.stringify(process.execPath)} "$@"`,
+                "",
+            ].join("\n"),
+            { mode: 0o755 },
+        );
+    }
     fs.writeFileSync(
         path.join(bin, "pulumi"),
         [
             "#!/usr/bin/env bash",
-            `${JSON.stringify(real)} "$@"`,
+            `${split ? `PATH=${JSON.stringify(nodeBin)}:"$PATH" ` : ""}${JSON.stringify(real)} "$@"`,
             "rc=$?",
             `if [[ " $* " == *" preview "* ]]; then times > ${JSON.stringify(log + ".times")}; tail -1 ${JSON.stringify(log + ".times")} >> ${JSON.stringify(log)}; fi`,
             "exit $rc",
@@ -57,6 +76,31 @@ function cpuAccountedPulumi(dir: string, real: string, log: string): string {
         { mode: 0o755 },
     );
     return dir;
+}
+
+/** Where a preview's CPU went: node running the program, the dynamic-provider host, other node starts, the rest (CLI, language host, shim). */
+interface Split {
+    program: number;
+    providerHost: number;
+    otherNode: number;
+    rest: number;
+}
+
+/** The node processes of one preview from `nodeLog` (then emptied), attributed by command line; ms. */
+function nodeSplit(nodeLog: string, totalMs: number): Split | undefined {
+    if (!fs.existsSync(nodeLog)) return undefined;
+    const split: Split = { program: 0, providerHost: 0, otherNode: 0, rest: totalMs };
+    for (const line of fs.readFileSync(nodeLog, "utf8").split("\n")) {
+        const m = /^(\d+\.\d+) (\d+\.\d+) (.*)$/.exec(line);
+        if (!m) continue; // "Command terminated by signal 2": the provider host, stopped by the engine
+        const cpu = (Number(m[1]) + Number(m[2])) * 1000;
+        // The shim's `node -e "require.resolve('@pulumi/pulumi/cmd/dynamic-provider')"` is an other node start.
+        const role = m[3].includes("/cmd/run ") ? "program" : m[3].includes("/cmd/dynamic-provider/index.js") ? "providerHost" : "otherNode";
+        split[role] += cpu;
+        split.rest -= cpu;
+    }
+    fs.writeFileSync(nodeLog, "");
+    return split;
 }
 
 /** "0m1.234s 0m0.567s" (bash `times`, children's line) → ms of user + sys. */
@@ -94,24 +138,49 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
         ? realPulumi.command
         : spawnSync("bash", ["-c", `command -v ${realPulumi.command}`], { encoding: "utf8" }).stdout.trim();
     const cpuLog = path.join(work, "cpu.log");
-    const pulumi = await PulumiCommand.get({ root: cpuAccountedPulumi(path.join(work, "cli"), real, cpuLog), skipVersionCheck: true });
-    const lastCpuMs = () => timesMs(fs.readFileSync(cpuLog, "utf8").trim().split("\n").pop() ?? "");
-
-    // The empty program: same CLI, same backend kind, no resources, plain JavaScript.
-    const emptyDir = path.join(work, "empty");
-    fs.mkdirSync(emptyDir);
-    fs.writeFileSync(path.join(emptyDir, "index.js"), "module.exports = {};\n");
-    fs.symlinkSync(path.join(__dirname, "..", "node_modules"), path.join(emptyDir, "node_modules"));
-    fs.mkdirSync(path.join(work, "empty-state"));
+    const nodeLog = path.join(work, "node.log");
+    const pulumi = await PulumiCommand.get({ root: cpuAccountedPulumi(path.join(work, "cli"), real, cpuLog, nodeLog), skipVersionCheck: true });
+    /** The last preview's CPU (ms) and, with GNU time, its per-process split. */
+    const lastCpu = () => {
+        const cpu = timesMs(fs.readFileSync(cpuLog, "utf8").trim().split("\n").pop() ?? "");
+        return { cpu, split: nodeSplit(nodeLog, cpu) };
+    };
     fs.writeFileSync(path.join(work, "passphrase"), "bench-preview\n");
-    const emptyWs = await LocalWorkspace.create({
-        workDir: emptyDir,
-        pulumiCommand: pulumi,
-        envVars: { ...engineEnv(work), PULUMI_BACKEND_URL: `file://${path.join(work, "empty-state")}` },
-        secretsProvider: "passphrase",
-        projectSettings: { name: "empty", runtime: { name: "nodejs", options: { typescript: false } } },
+
+    // Two reference programs in plain JavaScript, same CLI and backend kind: the empty program (the engine's
+    // floor) and one that declares a single dynamic resource with a one-line provider (what any program with a
+    // dynamic provider pays: @pulumi/pulumi and its closure serializer loaded, the provider host started).
+    const reference = async (name: string, program: string) => {
+        const dir = path.join(work, name);
+        fs.mkdirSync(dir);
+        fs.writeFileSync(path.join(dir, "index.js"), program);
+        fs.symlinkSync(path.join(__dirname, "..", "node_modules"), path.join(dir, "node_modules"));
+        fs.mkdirSync(path.join(work, `${name}-state`));
+        const ws = await LocalWorkspace.create({
+            workDir: dir,
+            pulumiCommand: pulumi,
+            envVars: { ...engineEnv(work), PULUMI_BACKEND_URL: `file://${path.join(work, `${name}-state`)}` },
+            secretsProvider: "passphrase",
+            projectSettings: { name, runtime: { name: "nodejs", options: { typescript: false } } },
+        });
+        return Stack.createOrSelect("bench", ws);
+    };
+    const empty = await reference("empty", "module.exports = {};\n");
+    const oneDynamic = await reference(
+        "one-dynamic",
+        [
+            'const pulumi = require("@pulumi/pulumi");',
+            'const provider = { async create(inputs) { return { id: "one", outs: inputs }; } };',
+            'new pulumi.dynamic.Resource(provider, "one", { value: "x" });',
+            "",
+        ].join("\n"),
+    );
+    onCleanup("bench one-dynamic stack", async () => {
+        await oneDynamic.destroy().catch(() => undefined);
     });
-    const empty = await Stack.createOrSelect("bench", emptyWs);
+    // Both converged: every preview measured is a no-op.
+    await empty.up();
+    await oneDynamic.up();
 
     // The rollout, converged once in prebuilt mode.
     const registry = await startRegistry();
@@ -166,22 +235,29 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
     const settings = await stack.workspace.projectSettings();
     // Another loader's emit may differ from the provider text in the state (an update of __provider shows); the
     // preview's work is the same. Pulumi.yaml's loader (the first) must show no change at all.
-    const previewWith = async (runtime: ProjectRuntimeInfo) => {
+    type Run = { wall: number; cpu: number; split?: Split };
+    const previewWith = async (runtime: ProjectRuntimeInfo): Promise<Run> => {
         await stack.workspace.saveProjectSettings({ ...settings, runtime });
         const t = await timed(() => stack.preview({ expectNoChanges: runtime === PROGRAM_RUNTIME }));
-        return { wall: t.ms, cpu: lastCpuMs() };
+        return { wall: t.ms, ...lastCpu() };
+    };
+    const previewOf = async (s: Stack): Promise<Run> => {
+        const t = await timed(() => s.preview({ expectNoChanges: true }));
+        return { wall: t.ms, ...lastCpu() };
     };
     const loadStart = os.loadavg();
-    await empty.preview();
+    await previewOf(empty);
+    await previewOf(oneDynamic);
     for (const c of candidates) await previewWith(c.runtime);
-    const emptyRuns: Array<{ wall: number; cpu: number }> = [];
-    const runs: Array<Array<{ wall: number; cpu: number }>> = candidates.map(() => []);
+    const emptyRuns: Run[] = [];
+    const oneDynamicRuns: Run[] = [];
+    const runs: Run[][] = candidates.map(() => []);
     const rows: string[][] = [];
     const pair = (x: { wall: number; cpu: number }) => `${ms(x.cpu)} / ${ms(x.wall)}`;
     for (let i = 0; i < opts.reps; i++) {
-        const e = await timed(() => empty.preview());
-        emptyRuns.push({ wall: e.ms, cpu: lastCpuMs() });
-        const row = [String(i + 1), pair(emptyRuns[i])];
+        emptyRuns.push(await previewOf(empty));
+        oneDynamicRuns.push(await previewOf(oneDynamic));
+        const row = [String(i + 1), pair(emptyRuns[i]), pair(oneDynamicRuns[i])];
         for (const [k, c] of candidates.entries()) {
             runs[k].push(await previewWith(c.runtime));
             row.push(pair(runs[k][i]));
@@ -190,14 +266,20 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
     }
     await stack.workspace.saveProjectSettings(settings);
     const loadEnd = os.loadavg();
-    const med = (xs: Array<{ wall: number; cpu: number }>) => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
+    const med = (xs: Run[]) => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
     const floor = med(emptyRuns);
-    rows.push(["median", pair(floor), ...runs.map((r) => pair(med(r)))]);
+    const dynFloor = med(oneDynamicRuns);
+    rows.push(["median", pair(floor), pair(dynFloor), ...runs.map((r) => pair(med(r)))]);
     const figures = [
         {
             name: "empty JavaScript program, `pulumi preview`, median",
             value: `${ms(floor.cpu)} CPU / ${ms(floor.wall)} wall`,
-            meaning: `${opts.reps} run(s); the engine's floor: same CLI and backend kind, no resources`,
+            meaning: `${opts.reps} run(s); the engine's floor: same CLI and backend kind, no resources (converged)`,
+        },
+        {
+            name: "one dynamic resource (JavaScript, one-line provider), no-op preview, median",
+            value: `${ms(dynFloor.cpu)} CPU / ${ms(dynFloor.wall)} wall`,
+            meaning: `over the empty program: ${ms(dynFloor.cpu - floor.cpu)} CPU, ${ms(dynFloor.wall - floor.wall)} wall: what having a dynamic provider at all costs`,
         },
     ];
     for (const [k, c] of candidates.entries()) {
@@ -206,8 +288,8 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
         figures.push({
             name: `no-op rollout preview, ${c.name}, median`,
             value: `${ms(m.cpu)} CPU / ${ms(m.wall)} wall`,
-            meaning: `over the empty program: ${ms(m.cpu - floor.cpu)} CPU (median of the per-run differences ${ms(overCpu)}), ${ms(m.wall - floor.wall)} wall${
-                k === 0 ? "; goal ≤ 1.0 CPU-second: " + (m.cpu - floor.cpu <= 1000 ? "met" : "not met") : ""
+            meaning: `over the empty program: ${ms(m.cpu - floor.cpu)} CPU (median of the per-run differences ${ms(overCpu)}), ${ms(m.wall - floor.wall)} wall; over one dynamic resource: ${ms(m.cpu - dynFloor.cpu)} CPU${
+                k === 0 ? "; goal ≤ 1.0 CPU-second over the empty program: " + (m.cpu - floor.cpu <= 1000 ? "met" : "not met") : ""
             }`,
         });
     }
@@ -216,23 +298,47 @@ export async function previewBenchmark(opts: { reps: number }): Promise<BenchRes
         value: `${texts.count} texts, ${(texts.bytes / 1024).toFixed(0)} KiB`,
         meaning: `evaluating all of them in a fresh node (after @pulumi/pulumi, as the provider host does): ${ms(texts.loadCpuMs)} CPU; undici loaded: ${texts.undiciLoaded ? "yes" : "no"}`,
     });
+    const tables = [
+        {
+            title: "Each repetition (CPU / wall)",
+            header: ["rep", "empty program", "one dynamic resource", ...candidates.map((c) => c.name)],
+            rows,
+        },
+    ];
+    // Per process: medians of each part's CPU over the runs (GNU time only).
+    const programs: Array<[string, Run[]]> = [
+        ["empty program", emptyRuns],
+        ["one dynamic resource", oneDynamicRuns],
+        ...candidates.map((c, k): [string, Run[]] => [c.name, runs[k]]),
+    ];
+    if (emptyRuns.every((r) => r.split)) {
+        const part = (xs: Run[], key: keyof Split) => ms(median(xs.map((x) => x.split?.[key] ?? NaN)));
+        tables.push({
+            title: "Where the CPU goes, per process (median CPU)",
+            header: ["program", "node running the program", "dynamic-provider host (node)", "other node starts", "CLI, language host, shim", "total"],
+            rows: programs.map(([name, xs]) => [
+                name,
+                part(xs, "program"),
+                part(xs, "providerHost"),
+                part(xs, "otherNode"),
+                part(xs, "rest"),
+                ms(med(xs).cpu),
+            ]),
+        });
+    }
     return {
         id: 6,
         title: "No-op preview vs an empty program",
         figures,
-        tables: [
-            {
-                title: "Each repetition (CPU / wall)",
-                header: ["rep", "empty program", ...candidates.map((c) => c.name)],
-                rows,
-            },
-        ],
+        tables,
         notes: [
             "CPU: user + sys of `pulumi preview` and every process it waited for (the language host, node running the program, the dynamic-provider host, plugins), from bash's `times` in a wrapper around the CLI; wall: the Automation API call.",
-            "Alternating runs (empty, then each loader) after one untimed warm-up preview each; the stack is destroyed and every temp dir, image and service removed afterwards.",
+            "Alternating runs (empty, one dynamic resource, then each loader) after one untimed warm-up preview each; the stacks are destroyed and every temp dir, image and service removed afterwards.",
+            "Per process (with GNU time at /usr/bin/time): the CLI finds a `node` first on its PATH that runs the real one under GNU time; each node process is attributed by its command line (@pulumi/pulumi/cmd/run: the program; cmd/dynamic-provider: the provider host started by the pulumi-resource-pulumi-nodejs shim; other: `node --version` and the shim's `node -e require.resolve(...)`); the rest of the total is the CLI, the language host and the shim (Go and sh).",
             "Pulumi.yaml's loader previews with --expect-no-changes; the others preview without it: an emit that differs from the provider texts the state holds (swc's) proposes an update of those texts (same diffs otherwise).",
             `Load average during the runs: ${loadStart.map((l) => l.toFixed(1)).join(", ")} at the start, ${loadEnd.map((l) => l.toFixed(1)).join(", ")} at the end (2 cores, shared): CPU seconds are the figure to compare; wall time follows the load.`,
-            "scripts/ts-register.js transpiles with the project's TypeScript (tsc's emit) and keeps the JavaScript by content; @pulumi/pulumi loads TypeScript anyway (its closure serializer parses functions with it), so that load is in the floor of any program with dynamic providers, not in the difference.",
+            "scripts/ts-register.js transpiles with the project's TypeScript (tsc's emit) and keeps the JavaScript by content; a run whose files are all cached does not load TypeScript for that.",
+            "The one-dynamic-resource program is what the engine and SDK charge any program with a dynamic provider, not the rollout's code: `require(\"@pulumi/pulumi\")` (the empty program's runner does not) loads its runtime index, which loads the closure serializer (TypeScript, to parse each captured function) and @npmcli/arborist (for computeCodePaths, which dynamic providers never use); the provider host (`node @pulumi/pulumi/cmd/dynamic-provider`, started by the pulumi-resource-pulumi-nodejs shim after one more `node -e`) loads the same runtime index, though it only evaluates the provider texts.",
         ],
     };
 }
