@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     const strict = process.argv[2] === "strict";
     const config = {
         "kiloclaw:kiloclawDir": fakeCheckout().kiloclawDir,
-        "kiloclaw:userId": "bench-critical-path",
+        "kiloclaw:userId": "5f0c7a4e-3b1d-4e8a-9c2f-6d1e8b7a0c35", // a UUID, as the program checks
         "kiloclaw:internalApiKey": "bench",
         "kiloclaw:flyApiToken": "bench",
         "kiloclaw:strictOrder": String(strict),
