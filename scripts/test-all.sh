@@ -28,6 +28,9 @@ fi
 passed=0
 failed=0
 status=0
+# CI shows only the tail of the output: the failing tests' titles and first lines are repeated at the end.
+failures="$(mktemp)"
+trap 'rm -f "$failures"' EXIT
 run_suite() {
   local name="$1"; shift
   local log
@@ -46,6 +49,15 @@ run_suite() {
   if [[ $rc -ne 0 ]]; then
     status=1
     echo "=== $name: FAILED (exit $rc): $p passed, $f failed"
+    {
+      echo "--- $name (exit $rc):"
+      # mocha's report of each failure starts at "N failing"; a check without one shows its last lines.
+      if grep -Eq '^ *[0-9]+ failing' "$log"; then
+        sed -n '/^ *[0-9][0-9]* failing/,$p' "$log" | grep -Ev '^ +at ' | head -60
+      else
+        tail -15 "$log"
+      fi
+    } >>"$failures"
   else
     echo "=== $name: ok: $p passed, $f failed"
   fi
@@ -66,5 +78,9 @@ else
   status=1
 fi
 
+if [[ -s $failures ]]; then
+  echo "=== what failed (repeated from above):"
+  cat "$failures"
+fi
 echo "tests: ${passed} passed, ${failed} failed"
 exit $status
