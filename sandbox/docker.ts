@@ -116,11 +116,12 @@ export interface FixtureOptions {
     /** The gateway boots after this many seconds (the Dockerfile's default when unset). */
     bootSeconds?: number;
     shape?: FixtureShape;
-    /** How `openclaw doctor` behaves (sandbox/fixtures/cost-model, layered on the shape): hangs ignoring SIGTERM, or says
-     *  "Config invalid" and exits 0. */
-    doctor?: "ok" | "hangs" | "config-invalid";
-    /** What doctor and the boot cost in CPU seconds (the cost model; the boot only in the newest shape). */
-    cost?: { doctorColdCpuSeconds: number; doctorWarmCpuSeconds: number; bootCpuSeconds?: number };
+    /** How `openclaw doctor` behaves (sandbox/fixtures/cost-model, layered on the shape): hangs ignoring SIGTERM, says
+     *  "Config invalid" and exits 0, or (config-changes) the entrypoint rewrites the config once doctor has read it. */
+    doctor?: "ok" | "hangs" | "config-invalid" | "config-changes";
+    /** What the boot and doctor cost in CPU seconds (the cost model): the cache both fill (whoever gets to a part of it
+     *  first pays), then the rest of the boot and of doctor. */
+    cost?: { cacheCpuSeconds: number; bootCpuSeconds: number; doctorCpuSeconds: number };
 }
 
 /** Builds a fixture shape as `variant`; with `doctor` or `cost`, the cost model layer goes on top (same tag). */
@@ -132,9 +133,9 @@ export async function buildFixture(tag: string, variant: FixtureVariant = "good"
     await dockerBuild(path.join(FIXTURES_DIR, "cost-model"), tag, {
         FIXTURE_IMAGE: tag,
         DOCTOR: opts.doctor ?? "ok",
-        DOCTOR_COLD_CPU_SECONDS: String(opts.cost?.doctorColdCpuSeconds ?? 0),
-        DOCTOR_WARM_CPU_SECONDS: String(opts.cost?.doctorWarmCpuSeconds ?? 0),
+        CACHE_CPU_SECONDS: String(opts.cost?.cacheCpuSeconds ?? 0),
         BOOT_CPU_SECONDS: String(opts.cost?.bootCpuSeconds ?? 0),
+        DOCTOR_CPU_SECONDS: String(opts.cost?.doctorCpuSeconds ?? 0),
     });
 }
 
