@@ -8,8 +8,10 @@
 //   GATEWAY_DEADLINE_SECONDS (90)        first 2xx after docker run (the real gateway: 15-62 s)
 //   PUSHED_BESIDE                        the registry reference pushed while this ran (a failure says nothing points at it)
 //   SMOKE_RUN_ID                         the run's identity (container name prefix, label kiloclaw-rollout.smoke.run)
-//   DOCTOR_DEADLINE_SECONDS (startup's) openclaw doctor (the real one: ~9 s in the running gateway, 23-66 s fresh)
-//   DOCTOR_MODE (exec)                   exec: doctor in the gateway's container once it answers; fresh: its own container
+//   DOCTOR_DEADLINE_SECONDS (startup's) openclaw doctor (the real one: 4-6 s once the gateway booted, 23-66 s fresh);
+//                                        beside: counted from the gateway's answer
+//   DOCTOR_MODE (beside)                 beside: in the gateway's container at the lowest priority once the config is
+//                                        written; exec: there once the gateway answers; fresh: its own container
 // Stdout: the report, then one summary line (SUMMARY_MARKER + JSON). Stderr: failures with their next step.
 // Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first; the report
 // says which checks did not finish).
@@ -46,7 +48,7 @@ async function main(): Promise<number> {
     const startup = seconds("STARTUP_DEADLINE_SECONDS", 60);
     const gateway = seconds("GATEWAY_DEADLINE_SECONDS", 90);
     const doctorDeadline = seconds("DOCTOR_DEADLINE_SECONDS", startup);
-    const doctorMode = (process.env.DOCTOR_MODE || "exec") as DoctorMode;
+    const doctorMode = (process.env.DOCTOR_MODE || "beside") as DoctorMode;
     if (!DOCTOR_MODES.includes(doctorMode)) usage(`DOCTOR_MODE must be one of ${DOCTOR_MODES.join(", ")}, got '${doctorMode}'`);
 
     const runId = process.env.SMOKE_RUN_ID || undefined;

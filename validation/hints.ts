@@ -61,7 +61,7 @@ export function nextSteps(check: CheckName, ctx: HintContext): string[] {
                 `  docker run --rm ${image} ls -la /root`,
             ];
         case "openclaw doctor":
-            return ctx.doctorMode === "exec"
+            return ctx.doctorMode !== "fresh"
                 ? [
                       "Doctor ran in the running gateway's container (no TTY: on a TTY it waits for an answer). Run it there by hand:",
                       ...[

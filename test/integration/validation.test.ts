@@ -55,9 +55,9 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
         const NODE = FIXTURE_SHAPES[shape].node;
         const runId = randomBytes(4).toString("hex");
         const variants: FixtureVariant[] = ["good", "exits", "no-gateway", "wrong-version", "no-clawd", "doctor-crashes", "bad-config"];
-        type Doctor = "doctor-hangs" | "config-invalid";
+        type Doctor = "doctor-hangs" | "config-invalid" | "config-changes";
         const images = Object.fromEntries(
-            [...variants, "doctor-hangs", "config-invalid"].map((v) => [v, `kiloclaw-validation-test-${shape}:${v}-${runId}`]),
+            [...variants, "doctor-hangs", "config-invalid", "config-changes"].map((v) => [v, `kiloclaw-validation-test-${shape}:${v}-${runId}`]),
         ) as Record<FixtureVariant | Doctor, string>;
         const ourImages = Object.values(images);
         let scratch: string;
@@ -70,6 +70,7 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
             for (const v of variants) await buildFixture(images[v], v, { bootSeconds: 2, shape });
             await buildFixture(images["doctor-hangs"], "good", { bootSeconds: 2, shape, doctor: "hangs" });
             await buildFixture(images["config-invalid"], "good", { bootSeconds: 2, shape, doctor: "config-invalid" });
+            await buildFixture(images["config-changes"], "good", { bootSeconds: 2, shape, doctor: "config-changes" });
         });
 
         after(async function () {
@@ -100,8 +101,9 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
             assert.match(line(report, "openclaw version"), new RegExp(`${escape(PIN)}$`));
             assert.match(line(report, "node version"), new RegExp(`v${escape(NODE)}$`));
             assert.match(line(report, "directories"), /\/root\/\.openclaw, \/root\/clawd/);
-            // In the gateway's container, after the runtime config was written: the fixture's doctor warns of two things.
-            assert.match(line(report, "openclaw doctor"), /ran in the gateway's container, 2 warning\(s\)$/);
+            // Beside the boot in the gateway's container, once the runtime config was written: the fixture's doctor warns of
+            // two things.
+            assert.match(line(report, "openclaw doctor"), /ran beside the boot in the gateway's container, 2 warning\(s\)$/);
             assert.match(report, /! ⚠ Sessions: no session directories found/, "doctor's expected warnings are shown");
             assert.match(line(report, "startup"), /container running the whole time/);
             assert.match(line(report, "gateway"), /HTTP 200 on http:\/\/127\.0\.0\.1:\d+\/ \d+\.\ds after docker run/);
@@ -142,7 +144,7 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
             {
                 variant: "doctor-crashes",
                 check: "openclaw doctor",
-                message: /openclaw doctor crashed in the gateway's container \(exit code 1\)/,
+                message: /openclaw doctor crashed beside the boot in the gateway's container \(exit code 1\)/,
                 hint: /docker exec kiloclaw-test openclaw doctor$/m,
             },
             {
@@ -325,27 +327,47 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
                 ["directories", "node version", "openclaw version", ...(seen.some((c) => c.name === "image size") ? ["image size"] : [])].sort(),
             );
             assert.equal(report.checks.find((c) => c.name === "gateway")!.summary, "did not finish: interrupted (SIGTERM)");
-            assert.match(report.checks.find((c) => c.name === "openclaw doctor")!.summary, /^not run: interrupted/);
+            // Doctor runs beside the boot from the start (the default), so it was stopped too.
+            assert.equal(report.checks.find((c) => c.name === "openclaw doctor")!.summary, "did not finish: interrupted (SIGTERM)");
             assert.deepEqual(await containersWithLabel(SMOKE_LABEL, [images["no-gateway"]]), [], "removed before validateImage settled");
         });
 
-        it("fails a doctor that hangs and ignores SIGTERM at its deadline, ends the run at once, and leaves no container", async function () {
-            const id = newRunId();
-            const r = await smoke(images["doctor-hangs"], { DOCTOR_DEADLINE_SECONDS: "3", SMOKE_RUN_ID: id });
-            // The process exited (no wait for the doctor's client or its container) with the check's verdict.
-            assert.equal(r.code, 1, r.stdout + r.stderr);
-            const failed = /^ {2}✘ .*`openclaw doctor` did not finish within its 3s deadline \(started ([\d.]+)s, stopped ([\d.]+)s\)$/m.exec(
-                r.stdout,
+        // Beside the boot, its deadline counts from the gateway's answer (until then doctor yields the CPU to the boot).
+        for (const mode of ["beside", "exec"] as const) {
+            it(`fails a doctor that hangs and ignores SIGTERM at its deadline (DOCTOR_MODE=${mode}), ends the run at once, and leaves no container`, async function () {
+                const id = newRunId();
+                const r = await smoke(images["doctor-hangs"], { DOCTOR_DEADLINE_SECONDS: "3", DOCTOR_MODE: mode, SMOKE_RUN_ID: id });
+                // The process exited (no wait for the doctor's client or its container) with the check's verdict.
+                assert.equal(r.code, 1, r.stdout + r.stderr);
+                const failed =
+                    mode === "beside"
+                        ? /^ {2}✘ .*`openclaw doctor` did not finish within its 3s deadline from the gateway's answer \(started [\d.]+s, the gateway's answer ([\d.]+)s, stopped ([\d.]+)s\)$/m.exec(
+                              r.stdout,
+                          )
+                        : /^ {2}✘ .*`openclaw doctor` did not finish within its 3s deadline \(started ([\d.]+)s, stopped ([\d.]+)s\)$/m.exec(
+                              r.stdout,
+                          );
+                assert.ok(failed, r.stdout);
+                const total = Number(/^FAILED: .* \(after ([\d.]+)s;/m.exec(r.stdout)?.[1]);
+                // By the report's own clock: doctor stopped within its deadline + 5 s, and the run ended within 5 s of that.
+                assert.ok(Number(failed[2]) - Number(failed[1]) <= 3 + 5, failed[0]);
+                assert.ok(total - Number(failed[2]) <= 5, `run ended ${total}s, doctor stopped ${failed[2]}s`);
+                assert.match(line(r.stdout, "gateway"), /^ {2}✔ /, "the gateway answered before doctor's deadline began");
+                assert.match(line(r.stdout, "runtime config"), /^ {2}– .*did not finish: the openclaw doctor check failed$/);
+                assert.match(r.stdout, /^FAILED: openclaw doctor \(after [\d.]+s; did not finish: runtime config; nothing was pushed\)$/m);
+                assert.match(r.stderr, /docker exec kiloclaw-test openclaw doctor/);
+                assert.deepEqual(await ofRun(id), [], "containers of the run left behind");
+            });
+        }
+
+        it("runs doctor again once the gateway answers when the entrypoint changed the config after doctor had read it beside the boot", async function () {
+            const r = await smoke(images["config-changes"]);
+            assert.equal(r.code, 0, r.stdout + r.stderr);
+            assert.match(
+                line(r.stdout, "openclaw doctor"),
+                /^ {2}✔ .*ran in the gateway's container \(the config changed after doctor had read it beside the boot\), \d+ warning\(s\)$/,
             );
-            assert.ok(failed, r.stdout);
-            const total = Number(/^FAILED: .* \(after ([\d.]+)s;/m.exec(r.stdout)?.[1]);
-            // By the report's own clock: doctor stopped within its deadline + 5 s, and the run ended within 5 s of that.
-            assert.ok(Number(failed[2]) - Number(failed[1]) <= 3 + 5, failed[0]);
-            assert.ok(total - Number(failed[2]) <= 5, `run ended ${total}s, doctor stopped ${failed[2]}s`);
-            assert.match(line(r.stdout, "runtime config"), /^ {2}– .*did not finish: the openclaw doctor check failed$/);
-            assert.match(r.stdout, /^FAILED: openclaw doctor \(after [\d.]+s; did not finish: runtime config; nothing was pushed\)$/m);
-            assert.match(r.stderr, /docker exec kiloclaw-test openclaw doctor/);
-            assert.deepEqual(await ofRun(id), [], "containers of the run left behind");
+            assert.match(line(r.stdout, "runtime config"), /^ {2}✔ /);
         });
 
         it("fails a hanging doctor in a fresh container too (DOCTOR_MODE=fresh), and leaves no container", async function () {
