@@ -14,6 +14,7 @@ import { until } from "../../sandbox/emulators/server";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { WORKER_PROFILES, WorkerProfileName } from "../../sandbox/emulators/worker-profiles";
 import { scratchDir } from "../scratch";
+import { rejects } from "../rejection";
 
 type Provider = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff" | "read" | "update" | "delete">>;
 const warm = warmMachineProvider;
@@ -23,15 +24,6 @@ const instance = workerInstanceProvider as Provider;
 const FLY_TOKEN = "fm2_emulatortoken";
 const INTERNAL_KEY = "internal-key-for-tests";
 const MS_PER_SECOND = 10;
-
-async function rejects(p: Promise<unknown>): Promise<Error> {
-    try {
-        await p;
-    } catch (err) {
-        return err as Error;
-    }
-    throw new Error("expected a rejection");
-}
 
 /** What the engine does before a provider runs: hands over the stack config the provider reads its access from. */
 async function configure(values: {

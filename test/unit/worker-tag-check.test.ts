@@ -18,6 +18,7 @@ import { FlyEmulator } from "../../sandbox/emulators/fly";
 import { WorkerEmulator } from "../../sandbox/emulators/worker";
 import { WORKER_PROFILES } from "../../sandbox/emulators/worker-profiles";
 import { scratchDir } from "../scratch";
+import { rejects } from "../rejection";
 
 type Provider = Required<Pick<pulumi.dynamic.ResourceProvider, "create" | "diff">>;
 const version = workerImageVersionProvider as Provider;
@@ -29,15 +30,6 @@ const USER = "user-tag-check";
 const OLD = "dev-aaaaaaaaaaaa";
 const NEW = "dev-bbbbbbbbbbbb";
 const image = (tag: string) => `registry.fly.io/kiloclaw-dev:${tag}`;
-
-async function rejects(p: Promise<unknown>): Promise<Error> {
-    try {
-        await p;
-    } catch (err) {
-        return err as Error;
-    }
-    throw new Error("expected a rejection");
-}
 
 describe("replacements: only the instance is delete-before-replace", () => {
     it("every provider upstream of the instance replaces create-before-delete; the instance deletes first", async () => {
