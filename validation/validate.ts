@@ -92,7 +92,7 @@ interface DoctorRan {
 
 /** The line the beside doctor's shell prints before doctor starts: the checksum of the config doctor reads. */
 const CONFIG_READ_MARKER = "kiloclaw-doctor-config";
-/** Doctor beside the boot, in the gateway's container: at the lowest priority (renice; the boot is never slowed), once
+/** Doctor beside the boot, in the gateway's container: at the lowest priority (renice: the boot goes first), once
  *  the entrypoint's config has stopped changing (it may write it in steps), saying which config it read, so that one
  *  the entrypoint changed afterwards is noticed. The real image and the fixtures have sh, renice and md5sum. */
 const BESIDE_DOCTOR_SCRIPT = [
