@@ -2,6 +2,10 @@
 // call settles at once and its client is killed; nothing waits for that client to
 // exit (an attached `docker run` client may never exit while its container lives).
 // What the client started is removed by name (`docker rm -f`), not through it.
+// Each client runs in its own process group: an interrupt sent to the validation's
+// group (a terminal's Ctrl-C, `timeout`) reaches the validation alone, which stops the
+// clients in order. Reached directly, a client would end first and its exit would read
+// as a verdict (docker 28's `docker wait` exits 143 as if its container had exited).
 import { spawn } from "node:child_process";
 
 export interface DockerResult {
@@ -25,7 +29,7 @@ export function docker(args: string[], opts: DockerCallOptions = {}): Promise<Do
     return new Promise((resolve, reject) => {
         const none = { code: null, stdout: "", stderr: "", combined: "", bytes: Buffer.alloc(0), aborted: true };
         if (opts.signal?.aborted) return resolve(none);
-        const child = spawn("docker", args, { stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn("docker", args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         const both: Buffer[] = [];

@@ -273,9 +273,15 @@ for (const shape of Object.keys(FIXTURE_SHAPES) as FixtureShape[])
                 await eventually("a running gateway container", 120, async () =>
                     (await containersWithLabel(SMOKE_LABEL, [images["no-gateway"]])).some((n) => n.endsWith("-gateway")),
                 );
+                // To `timeout`, which passes it to its whole process group, as a terminal's Ctrl-C reaches every process
+                // of the job: the validation's docker clients (their own groups) must not end first and read as a verdict.
                 proc.child.kill(signal);
                 const r = await proc.done;
                 assert.equal(r.code, code, r.stdout + r.stderr);
+                // Stopped in the report, or before the checks began (while the engine and image were looked at).
+                const stopped = new RegExp(`^STOPPED: interrupted \\(${signal}\\)|interrupted \\(${signal}\\) before any check started`, "m");
+                assert.match(r.stdout + r.stderr, stopped, r.stdout + r.stderr);
+                assert.doesNotMatch(r.stdout, /^ {2}✘ /m, "an interrupt is no check's failure");
                 // afterEach: no labelled container, no temp file.
             });
         }
