@@ -95,7 +95,9 @@ export interface ContainerState {
 export class DockerMachines {
     private readonly containers = new Set<string>();
     private readonly watchers = new Set<import("node:child_process").ChildProcess>();
-    private readonly runsInFlight = new Set<Promise<DockerResult>>();
+    /** run()s not yet returned, by container name: remove() and removeAll() wait for them, so a destroy or close() cannot
+     *  race a container into existence. */
+    private readonly runsInFlight = new Map<string, Promise<void>>();
     /** Images this "host" pulled that were not in the engine before: removed by removeAll(). */
     private readonly pulledHere = new Set<string>();
 
@@ -143,8 +145,16 @@ export class DockerMachines {
     }
 
     /** `docker run -d` the machine's container; env values go through a private env file. */
-    async run(machineId: string, app: string, image: string, env: Record<string, string>, internalPort: number): Promise<void> {
+    run(machineId: string, app: string, image: string, env: Record<string, string>, internalPort: number): Promise<void> {
         const name = DockerMachines.containerName(machineId);
+        const running = this.runContainer(name, app, image, env, internalPort);
+        this.runsInFlight.set(name, running);
+        return running.finally(() => {
+            if (this.runsInFlight.get(name) === running) this.runsInFlight.delete(name);
+        });
+    }
+
+    private async runContainer(name: string, app: string, image: string, env: Record<string, string>, internalPort: number): Promise<void> {
         const dir = await fs.mkdtemp(path.join(this.scratchDir, `${this.scratchPrefix}env-`));
         const envFile = path.join(dir, "env");
         try {
@@ -173,10 +183,7 @@ export class DockerMachines {
             if (this.opts.network) args.push("--network", this.opts.network);
             args.push(image);
             this.containers.add(name);
-            // removeAll() waits for runs in flight, so close() cannot race a container into existence.
-            const running = docker(args, { timeoutMs: 120_000 });
-            this.runsInFlight.add(running);
-            const r = await running.finally(() => this.runsInFlight.delete(running));
+            const r = await docker(args, { timeoutMs: 120_000 });
             if (r.code !== 0) throw new Error(`docker run ${image} failed: ${lastLine(r.stderr)}`);
         } finally {
             await fs.rm(dir, { recursive: true, force: true });
@@ -249,6 +256,8 @@ export class DockerMachines {
     /** Removes the machine's container; true once it is gone (a busy engine gets a few tries). */
     async remove(machineId: string): Promise<boolean> {
         const name = DockerMachines.containerName(machineId);
+        // A destroy during the machine's create: its container is removed once `docker run` has made it.
+        await this.runsInFlight.get(name)?.catch(() => undefined);
         for (let attempt = 0; attempt < 5; attempt++) {
             const rm = await docker(["rm", "-f", name], { timeoutMs: 60_000 });
             if (rm.code === 0 || /no such container/i.test(rm.stderr) || !(await this.state(machineId)).exists) {
@@ -262,7 +271,7 @@ export class DockerMachines {
 
     /** Removes every container this instance created, stops its `docker wait` watchers, and removes the images it pulled. */
     async removeAll(): Promise<void> {
-        await Promise.allSettled([...this.runsInFlight]);
+        await Promise.allSettled([...this.runsInFlight.values()]);
         for (const w of this.watchers) w.kill();
         this.watchers.clear();
         const names = [...this.containers];

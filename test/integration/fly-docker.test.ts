@@ -182,6 +182,20 @@ describe("FlyEmulator in docker mode", function () {
         assert.deepEqual(await containersFor(id), []);
     });
 
+    it("a machine destroyed while its container is being created leaves no container", async () => {
+        // As a destroy that reaches the emulator during the machine's create: remove() begins before `docker run` returns.
+        const host = new DockerMachines({ instance: `t${randomBytes(5).toString("hex")}` });
+        const id = randomBytes(7).toString("hex");
+        try {
+            const running = host.run(id, "warm", GOOD_IMAGE, ENV, 18789);
+            assert.equal(await host.remove(id), true);
+            await running;
+            assert.deepEqual(await containersFor(id), []);
+        } finally {
+            await host.removeAll();
+        }
+    });
+
     it("removes every container it created on close", async () => {
         fly = await FlyEmulator.start({ docker: { pull: "missing" } });
         const created = await call("POST", "/apps/warm/machines", { config: { image: GOOD_IMAGE, env: ENV, services: SERVICES } });
