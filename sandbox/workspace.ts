@@ -79,10 +79,19 @@ export async function existingRehearsalStack(opts: RehearsalStackOptions): Promi
     return stacks.some((s) => s.name === opts.stackName) ? Stack.select(opts.stackName, ws) : undefined;
 }
 
-/** Which of the build-mode plugins the CLI has installed. */
+/** The resource plugins build mode needs, at the versions package-lock.json resolves (the SDKs' own: the engine loads
+ *  no other version). */
+export function buildModePlugins(): Array<{ name: string; version: string }> {
+    const lock = JSON.parse(fs.readFileSync(path.join(REPO, "package-lock.json"), "utf8"));
+    return BUILD_MODE_PLUGINS.map((name) => ({ name, version: lock.packages[`node_modules/@pulumi/${name}`].version as string }));
+}
+
+/** The build-mode plugins the CLI lacks at their pinned version, as "docker 5.2.0" (another version does not count). */
 export async function missingBuildPlugins(ws: Workspace): Promise<string[]> {
-    const installed = new Set((await ws.listPlugins()).filter((p) => p.kind === "resource").map((p) => p.name));
-    return BUILD_MODE_PLUGINS.filter((name) => !installed.has(name));
+    const installed = (await ws.listPlugins()).filter((p) => p.kind === "resource");
+    return buildModePlugins()
+        .filter((p) => !installed.some((i) => i.name === p.name && i.version === p.version))
+        .map((p) => `${p.name} ${p.version}`);
 }
 
 /**

@@ -14,29 +14,21 @@ import { INSTANCE_LABEL } from "../../sandbox/emulators/docker-machines";
 import { assertDockerRunning, containersWithLabel, LocalRegistry, startRegistry } from "../../sandbox/docker";
 import { SandboxServices } from "../../sandbox/services";
 import { startE2eWorld } from "./world";
-import { BUILD_MODE_PLUGINS, findPulumi, openRehearsalStack, rehearsalWorkspace, stackUnfinishedOperations } from "../../sandbox/workspace";
+import { findPulumi, missingBuildPlugins, openRehearsalStack, rehearsalWorkspace, stackUnfinishedOperations } from "../../sandbox/workspace";
 import { copyProject } from "../project-copy";
 
-const REPO = path.join(__dirname, "..", "..");
 const USER = "0b6a3c1e-5d2f-4a7b-9c8d-1e2f3a4b5c10";
 const APP = "kiloclaw-e2e-build";
 const INTERNAL_KEY = "e2e-build-internal-key-7a1e";
 const STACK = "e2e-build";
 
-/** The resource plugins build mode needs, at the versions package-lock.json resolves. */
-function requiredPlugins(): Array<{ name: string; version: string }> {
-    const lock = JSON.parse(fs.readFileSync(path.join(REPO, "package-lock.json"), "utf8"));
-    return BUILD_MODE_PLUGINS.map((name) => ({ name, version: lock.packages[`node_modules/@pulumi/${name}`].version }));
-}
-
 /** Why build mode cannot run with this CLI (a plugin missing at the pinned version), or undefined when it can. */
 async function missingPluginsReason(pulumi: PulumiCommand, dir: string): Promise<string | undefined> {
-    const installed = await (await rehearsalWorkspace({ dir, pulumi })).listPlugins();
-    const missing = requiredPlugins().filter((p) => !installed.some((i) => i.kind === "resource" && i.name === p.name && i.version === p.version));
+    const missing = await missingBuildPlugins(await rehearsalWorkspace({ dir, pulumi }));
     if (!missing.length) return undefined;
     return (
-        `the ${missing.map((p) => `${p.name} ${p.version}`).join(" and ")} resource plugin(s) are not installed (\`pulumi plugin ls\`). ` +
-        `Install with ${missing.map((p) => `\`pulumi plugin install resource ${p.name} ${p.version}\``).join(" and ")}, then \`npm run test:e2e\`.`
+        `the ${missing.join(" and ")} resource plugin(s) are not installed (\`pulumi plugin ls\`). ` +
+        `Install with ${missing.map((p) => `\`pulumi plugin install resource ${p}\``).join(" and ")}, then \`npm run test:e2e\`.`
     );
 }
 
