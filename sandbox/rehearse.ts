@@ -146,7 +146,8 @@ function nextSteps(sandbox: SandboxState, pulumi: PulumiCommand): string {
         "  roll it out         npm run rehearse",
         "  tear it all down    npm run rehearse -- --destroy",
         "The Pulumi CLI on the same stack:",
-        `  ${env} PATH=${path.dirname(pulumi.command)}:$PATH pulumi -C ${path.join(engineDir(), "project")} -s ${STACK} stack output`,
+        // A CLI found on PATH is named bare ("pulumi"): PATH needs no entry then (and "." would be the wrong one).
+        `  ${env} ${path.isAbsolute(pulumi.command) ? `PATH=${path.dirname(pulumi.command)}:$PATH ` : ""}pulumi -C ${path.join(engineDir(), "project")} -s ${STACK} stack output`,
     ].join("\n");
 }
 
