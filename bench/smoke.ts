@@ -19,7 +19,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { buildFixture, FIXTURE_SHAPES, FixtureVariant, freePort, run, REPO_ROOT, RunningProcess, RunResult, startProcess } from "../sandbox/docker";
-import { DOCTOR_MODES, DoctorMode, SMOKE_RUN_KEY } from "../validation/validate";
+import { DEFAULT_DOCTOR_MODE, DOCTOR_MODES, DoctorMode, SMOKE_RUN_KEY } from "../validation/validate";
 import { onCleanup } from "./cleanup";
 import { BenchResult, Figure, median, ms, ratio, Table, timed } from "./report";
 
@@ -31,8 +31,6 @@ const BOOT_SECONDS = 18;
 /** The real-shaped fixture's costs in CPU seconds, the real software's ×1/4: the transpile cache boot and doctor share
  *  (~25 s), the rest of the boot once it is filled (3.3 s), doctor after the boot (4.1 s). */
 const COST = { cacheCpuSeconds: 6, bootCpuSeconds: 1, doctorCpuSeconds: 1 };
-/** The validation's default doctor mode: the one that must pass. */
-const DEFAULT_MODE: DoctorMode = "beside";
 /** Gateway deadline for the no-gateway variant (the default 90 s would only measure the deadline). */
 const NO_GATEWAY_DEADLINE_S = 30;
 const FLOOR_LABEL = "kiloclaw-rollout.bench-floor";
@@ -241,7 +239,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
                     } else {
                         const r = await projectSmoke(real, { DOCTOR_MODE: which }, pins);
                         // The default mode must pass; a fresh doctor starved by the load is a result, not an error.
-                        if (r.result.code !== 0 && which === DEFAULT_MODE)
+                        if (r.result.code !== 0 && which === DEFAULT_DOCTOR_MODE)
                             throw new Error(
                                 `smoke-test.sh failed on the real-shaped fixture (exit ${r.result.code}):\n${r.result.stdout}\n${r.result.stderr}`,
                             );
@@ -308,7 +306,7 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
     if (left.length > 0) notes.push(`Containers left behind: ${left.join(", ")}.`);
     const runbookPassed = runbooks.filter((r) => r.code === 0).length;
     const runbookGateway = runbooks.filter((r) => r.steps["gateway-check"]?.code === 0).length;
-    const goal = over("idle", DEFAULT_MODE) <= 1000 ? "met" : "NOT met";
+    const goal = over("idle", DEFAULT_DOCTOR_MODE) <= 1000 ? "met" : "NOT met";
     for (const f of failedRuns) notes.push(`Failed run (counted with its time to fail): ${f}.`);
 
     const figures: Figure[] = [
@@ -318,14 +316,14 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
             meaning: `\`docker run -d\` → first 2xx on GET / (real-shaped fixture: boot = ${COST.cacheCpuSeconds + COST.bootCpuSeconds} CPU s), ${opts.reps} run(s)`,
         },
         {
-            name: `project (doctor ${DEFAULT_MODE}, the default), idle, median`,
-            value: ms(med("idle", DEFAULT_MODE)),
+            name: `project (doctor ${DEFAULT_DOCTOR_MODE}, the default), idle, median`,
+            value: ms(med("idle", DEFAULT_DOCTOR_MODE)),
             meaning: "`bash scripts/smoke-test.sh`: all 8 checks, process start to exit (containers removed)",
         },
-        { name: "project − floor, idle, median", value: ms(over("idle", DEFAULT_MODE)), meaning: `goal ≤ 1 s: ${goal}` },
+        { name: "project − floor, idle, median", value: ms(over("idle", DEFAULT_DOCTOR_MODE)), meaning: `goal ≤ 1 s: ${goal}` },
         {
             name: "ratio project / floor, idle",
-            value: ratio(med("idle", DEFAULT_MODE) / med("idle", "floor")),
+            value: ratio(med("idle", DEFAULT_DOCTOR_MODE) / med("idle", "floor")),
             meaning: "how close the validation is to the image's own boot",
         },
         {
@@ -344,8 +342,8 @@ export async function smokeBenchmark(opts: SmokeOptions): Promise<BenchResult> {
             meaning: `${os.cpus().length} busy processes at normal priority beside the run`,
         },
         {
-            name: `project (${DEFAULT_MODE}) − floor, with a CPU load`,
-            value: ms(over("loaded", DEFAULT_MODE)),
+            name: `project (${DEFAULT_DOCTOR_MODE}) − floor, with a CPU load`,
+            value: ms(over("loaded", DEFAULT_DOCTOR_MODE)),
             meaning: "doctor at the lowest priority beside the boot: it gets what the boot and the load leave",
         },
         {

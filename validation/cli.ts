@@ -16,7 +16,7 @@
 // Exit: 0 all passed, 1 a check failed, 2 setup problem, 130/143 interrupted (containers removed first; the report
 // says which checks did not finish).
 import { formatFailures, formatReport, summaryLine } from "./report";
-import { DOCTOR_MODES, DoctorMode, validateImage, ValidationSetupError } from "./validate";
+import { DEFAULT_DOCTOR_MODE, DOCTOR_MODES, DoctorMode, validateImage, ValidationSetupError } from "./validate";
 
 function usage(message: string): never {
     process.stderr.write(`smoke-test: ${message}\n`);
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
     const startup = seconds("STARTUP_DEADLINE_SECONDS", 60);
     const gateway = seconds("GATEWAY_DEADLINE_SECONDS", 90);
     const doctorDeadline = seconds("DOCTOR_DEADLINE_SECONDS", startup);
-    const doctorMode = (process.env.DOCTOR_MODE || "beside") as DoctorMode;
+    const doctorMode = (process.env.DOCTOR_MODE || DEFAULT_DOCTOR_MODE) as DoctorMode;
     if (!DOCTOR_MODES.includes(doctorMode)) usage(`DOCTOR_MODE must be one of ${DOCTOR_MODES.join(", ")}, got '${doctorMode}'`);
 
     const runId = process.env.SMOKE_RUN_ID || undefined;

@@ -80,6 +80,8 @@ export interface ValidateImageOptions {
 
 export type DoctorMode = "beside" | "exec" | "fresh";
 export const DOCTOR_MODES: readonly DoctorMode[] = ["beside", "exec", "fresh"];
+/** The mode when none is given: the one nearest the gateway's boot in BENCHMARKS §1 (and on the real software). */
+export const DEFAULT_DOCTOR_MODE: DoctorMode = "beside";
 
 /** A doctor run that finished: what the runtime config check needs, and (beside) the config it read. */
 interface DoctorRan {
@@ -338,7 +340,7 @@ export async function validateImage(opts: ValidateImageOptions): Promise<Validat
     const started = Date.now();
     const at = () => Date.now() - started;
     const { image } = opts;
-    const doctorMode = opts.doctorMode ?? "beside";
+    const doctorMode = opts.doctorMode ?? DEFAULT_DOCTOR_MODE;
 
     const abort = new AbortController();
     /** Why the run stopped early: the first failure, a deadline, or the interrupt's reason (the signal's name). */
